@@ -1,0 +1,22 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the suite).
+# Both run scripts/setup.sh first; on a set-up machine it only checks, in seconds.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench clean-runs
+
+setup:
+	@bash scripts/setup.sh
+
+# pytest exits 5 when a selection holds no test: say so instead of failing.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests selected"; exit 0; fi; exit $$rc
+
+demo: setup
+	@bash scripts/demo.sh
+
+bench: setup
+	@bash scripts/bench.sh

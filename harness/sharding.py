@@ -1,0 +1,81 @@
+"""Data sharding: one shuffle of the whole dataset per epoch, split over k workers.
+
+Goyal et al. 2017 (arXiv 1706.02677, §3 remark 4, "use a single random shuffling of the training
+data per epoch that is divided amongst all k workers"): every rank draws the same permutation
+from ``(seed, epoch)`` and takes the strided shard ``perm[rank::k]``. Striding makes step t of
+k workers with per-worker batch n read exactly the images that step t of one worker with batch
+kn reads, so k×n and 1×kn runs see the same data (Goyal §2: equivalent up to BN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def epoch_permutation(dataset_size: int, *, epoch: int, seed: int) -> np.ndarray:
+    """The permutation of ``range(dataset_size)`` shared by every rank in ``epoch``.
+
+    Returns:
+        int64 array of shape (dataset_size,).
+
+    Raises:
+        ValueError: if an argument is not a non-negative integer (dataset_size >= 1).
+    """
+    n = _check_int("dataset_size", dataset_size, 1)
+    rng = np.random.default_rng([_check_int("seed", seed, 0), _check_int("epoch", epoch, 0)])
+    return rng.permutation(n).astype(np.int64)
+
+
+def epoch_indices(dataset_size: int, *, epoch: int, seed: int, rank: int, world_size: int,
+                  drop_last: bool = True) -> np.ndarray:
+    """This rank's sample indices for ``epoch``: its shard of one shared shuffle.
+
+    Args:
+        dataset_size: N, number of training samples.
+        epoch: epoch number (0-based); a new permutation each epoch.
+        seed: shared seed; every rank must pass the same value.
+        rank: this worker's rank in [0, world_size).
+        world_size: k, number of workers.
+        drop_last: drop the last ``N mod k`` samples of the permutation so shards are equal
+            (``N // k`` each); otherwise wrap around to pad to ``ceil(N / k)`` each.
+
+    Returns:
+        int64 array of shape (N // k,) or (ceil(N / k),). Over all ranks the shards are
+        disjoint and cover the permutation (all of it without ``drop_last``).
+
+    Raises:
+        ValueError: if ``rank`` is outside [0, world_size), ``world_size > dataset_size``, or an
+            argument is not an integer in range.
+    """
+    k = _check_int("world_size", world_size, 1)
+    rank = _check_int("rank", rank, 0)
+    if rank >= k:
+        raise ValueError(f"rank must be in [0, {k}), got {rank}")
+    perm = epoch_permutation(dataset_size, epoch=epoch, seed=seed)
+    if k > perm.size:
+        raise ValueError(f"world_size {k} is larger than dataset_size {perm.size}")
+    if drop_last:
+        perm = perm[: perm.size - perm.size % k]
+    else:
+        perm = np.concatenate([perm, perm[: (-perm.size) % k]])
+    return perm[rank::k]
+
+
+def batches(indices: np.ndarray, per_worker_batch: int) -> np.ndarray:
+    """Split a shard into full batches of n, dropping the incomplete tail.
+
+    Returns:
+        int64 array of shape (len(indices) // n, n).
+
+    Raises:
+        ValueError: if ``per_worker_batch < 1``.
+    """
+    n = _check_int("per_worker_batch", per_worker_batch, 1)
+    steps = len(indices) // n
+    return np.asarray(indices[: steps * n], dtype=np.int64).reshape(steps, n)

@@ -1,0 +1,40 @@
+"""Subcommand registration: each entry adds one subcommand to the ``harness`` parser.
+
+Subcommands import their heavy dependencies (torch, TensorFlow, pandas) inside their handler,
+so ``harness --help`` and ``harness hostfile check`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness_cli.errors import UsageError
+from harness_cli.hostfile import LAUNCHERS, parse_hostfile
+
+
+def _hostfile_check(args: argparse.Namespace) -> int:
+    try:
+        parsed = parse_hostfile(args.file, launcher=args.launcher)
+    except OSError as exc:
+        raise UsageError(f"cannot read hostfile {args.file}: {exc.strerror}") from None
+    if parsed.problems:
+        for problem in parsed.problems:
+            print(f"harness: error: {problem}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok ({parsed.dialect}, {len(parsed.hosts)} hosts, {parsed.total_slots} slots)")
+    return 0
+
+
+def register_hostfile(sub: argparse._SubParsersAction) -> None:
+    """``harness hostfile check FILE [--launcher any|mpirun|horovodrun]``."""
+    hostfile = sub.add_parser("hostfile", help="work with hostfiles")
+    hsub = hostfile.add_subparsers(dest="hostfile_command", metavar="ACTION", required=True)
+    check = hsub.add_parser("check", help="validate a hostfile: syntax, slots > 0, duplicate hosts")
+    check.add_argument("file")
+    check.add_argument("--launcher", choices=LAUNCHERS, default="any",
+                       help="check against this launcher's rules (default: the file's own dialect)")
+    check.set_defaults(func=_hostfile_check)
+
+
+REGISTRY = [register_hostfile]

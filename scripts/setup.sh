@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# One-command set-up of the Horovod stack for this project.
+#
+#   1. Debian packages (Open MPI, Fashion-MNIST, a C++ compiler) when missing.
+#   2. .venv with the pinned versions in requirements/lock.txt, and this project (editable).
+#   3. Horovod built from its PyPI sdist with two build fixes, cached as a wheel keyed by versions.
+#   4. `horovodrun --check-build`, failing unless TensorFlow, PyTorch, MPI and Gloo are all built.
+#
+# Idempotent: on a set-up machine every step is a check that takes seconds.
+# GPU users: HOROVOD_GPU_OPERATIONS, HOROVOD_NCCL_HOME, HOROVOD_CUDA_HOME, ... pass through to the
+# Horovod build untouched and are part of the cache key.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+HOROVOD_VERSION=0.28.1
+LOCK=$ROOT/requirements/lock.txt
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/large-minibatch-harness
+DEBIAN_PACKAGES=(libopenmpi-dev openmpi-bin dataset-fashion-mnist g++ make)
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+install_debian_packages() {
+  local missing=() pkg
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null && sudo="sudo -n" ||
+      die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}"
+  fi
+  command -v apt-get >/dev/null ||
+    die "missing packages: ${missing[*]} (no apt-get here; install Open MPI dev files and Fashion-MNIST by hand)"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null ||
+    die "apt-get could not install: ${missing[*]}; try: sudo apt-get install -y ${missing[*]}"
+}
+
+create_venv() {
+  [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+  local stamp="$VENV/.lock.sha256" want
+  want=$(cat "$LOCK" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  say "installing pinned packages from requirements/lock.txt (first run: a few minutes)"
+  "$VENV/bin/pip" install -q -r "$LOCK"
+  "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
+  echo "$want" > "$stamp"
+}
+
+# Cache key: Horovod, torch, TensorFlow and Python versions, plus any HOROVOD_* build variables.
+horovod_cache_key() {
+  local versions build_env
+  versions=$("$VENV/bin/python" - <<'EOF'
+import sys, importlib.metadata as md
+print(f"torch{md.version('torch')}-tf{md.version('tensorflow-cpu')}-py{sys.version_info[0]}.{sys.version_info[1]}")
+EOF
+)
+  build_env=$(env | grep -E '^(HOROVOD_|CUDA_HOME|NCCL_HOME)' | grep -vE '^HOROVOD_(WITH|WITHOUT)_' | sort | sha256sum | cut -c1-8)
+  echo "horovod${HOROVOD_VERSION}-${versions//+/_}-env${build_env}"
+}
+
+# The two fixes Horovod 0.28.1 needs against torch >= 2.1 and TF 2.21, applied to the unpacked sdist.
+patch_horovod_sources() {
+  local src=$1
+  sed -i 's/set(CMAKE_CXX_STANDARD 14)/set(CMAKE_CXX_STANDARD 17)/' \
+    "$src/CMakeLists.txt" "$src/horovod/torch/CMakeLists.txt"
+  grep -q 'set(CMAKE_CXX_STANDARD 17)' "$src/horovod/torch/CMakeLists.txt" ||
+    die "C++17 fix did not apply to horovod/torch/CMakeLists.txt"
+  ! grep -q 'CMAKE_CXX_STANDARD 14' "$src/CMakeLists.txt" || die "C++17 fix did not apply to CMakeLists.txt"
+  # xla_mpi_ops.cc needs XLA headers that include highwayhash, which TensorFlow wheels do not ship.
+  sed -i '/xla_mpi_ops\.cc/d' "$src/horovod/tensorflow/CMakeLists.txt"
+}
+
+build_horovod_wheel() {
+  local out=$1 work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  say "building Horovod $HOROVOD_VERSION from its sdist (about 5 minutes, once per cache key)"
+  "$VENV/bin/pip" download -q --no-deps --no-binary :all: "horovod==$HOROVOD_VERSION" -d "$work" 2>/dev/null ||
+    die "could not download the horovod==$HOROVOD_VERSION sdist from PyPI"
+  tar -xzf "$work"/horovod-"$HOROVOD_VERSION".tar.gz -C "$work"
+  patch_horovod_sources "$work/horovod-$HOROVOD_VERSION"
+  (
+    cd "$work/horovod-$HOROVOD_VERSION"
+    export PATH="$VENV/bin:$PATH" HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 \
+      HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_MXNET=1
+    "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps -w "$work/wheel" . >"$work/build.log" 2>&1
+  ) || { tail -40 "$work/build.log" >&2; die "Horovod build failed (log tail above)"; }
+  mkdir -p "$out"
+  mv "$work"/wheel/horovod-*.whl "$out/"
+}
+
+install_horovod() {
+  local key dir stamp
+  key=$(horovod_cache_key)
+  stamp="$VENV/.horovod-key"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && "$VENV/bin/python" -c 'import horovod.torch, horovod.tensorflow' 2>/dev/null; then
+    return 0
+  fi
+  dir="$CACHE/$key"
+  if ls "$dir"/horovod-*.whl >/dev/null 2>&1; then
+    say "using cached Horovod wheel: $dir"
+  else
+    build_horovod_wheel "$dir.partial"
+    rm -rf "$dir" && mv "$dir.partial" "$dir"
+  fi
+  "$VENV/bin/pip" install -q --no-deps --force-reinstall "$dir"/horovod-*.whl
+  echo "$key" > "$stamp"
+}
+
+check_horovod_build() {
+  local out missing=() fw
+  out=$("$VENV/bin/horovodrun" --check-build 2>&1) || die "horovodrun --check-build failed: $out"
+  for fw in TensorFlow PyTorch MPI Gloo; do
+    grep -qE "\[X\] $fw\b" <<<"$out" || missing+=("$fw")
+  done
+  [ ${#missing[@]} -eq 0 ] || { echo "$out" >&2; die "Horovod was built without: ${missing[*]}"; }
+  say "Horovod $HOROVOD_VERSION ready: TensorFlow, PyTorch, MPI, Gloo"
+}
+
+install_debian_packages
+create_venv
+install_horovod
+check_horovod_build
