@@ -5,10 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench clean-runs
+.PHONY: setup check-build test demo bench
 
 setup:
 	@bash scripts/setup.sh
+
+# Rerun `horovodrun --check-build` even when set-up is up to date.
+check-build:
+	@FORCE_CHECK=1 bash scripts/setup.sh
 
 # pytest exits 5 when a selection holds no test: say so instead of failing.
 test: setup

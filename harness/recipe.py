@@ -47,7 +47,8 @@ class Recipe:
         warmup: ``none``, ``gradual`` (linear per iteration) or ``constant`` (low LR, then jump).
         warmup_epochs: warmup length in epochs (Goyal: 5).
         warmup_start_lr: LR at step 0 of warmup; ``None`` means ``reference_lr`` (Goyal: from η
-            to kη). For ``constant`` warmup it is the LR held during warmup.
+            to kη), or the peak LR when kn is below the reference batch and the peak is lower.
+            For ``constant`` warmup it is the LR held during warmup.
         decay: ``none``, ``multistep``, ``poly`` or ``cosine``, applied after warmup.
         milestones_epochs: multistep decay epochs, counted from the start of training.
         decay_factor: multistep factor (Goyal: 0.1).
@@ -135,7 +136,7 @@ class Recipe:
             main = schedules.constant(peak)
         if warm == 0:
             return main
-        start = self.reference_lr if self.warmup_start_lr is None else self.warmup_start_lr
+        start = min(self.reference_lr, peak) if self.warmup_start_lr is None else self.warmup_start_lr
         first = (schedules.linear_warmup(start, peak, warm) if self.warmup == "gradual"
                  else schedules.constant(start))
         return schedules.join([first, main], [warm])
@@ -294,7 +295,26 @@ def you2017_lars_resnet50(global_batch: int = 32768, *, per_worker_batch: int = 
                         poly_power=2.0, weight_decay=5e-4, trust_coefficient=0.001)
 
 
+def fashion_mnist_goyal(global_batch: int = 128, *, per_worker_batch: int = 128) -> Recipe:
+    """Goyal et al.'s recipe shrunk to Fashion-MNIST for ``make demo`` (4 epochs on 2 cores).
+
+    The reference LR 0.1 is tuned at the one-worker batch (128) and scaled linearly with k;
+    gradual warmup over 1 epoch from 0.1; ÷10 at epoch 3 of 4; momentum 0.9; weight decay 5e-4;
+    60,000 training images.
+
+    Raises:
+        ValueError: if ``global_batch`` is not a positive multiple of ``per_worker_batch``.
+    """
+    if not _is_int(global_batch, 1) or global_batch % per_worker_batch:
+        raise ValueError(f"global_batch must be a positive multiple of {per_worker_batch}, got {global_batch!r}")
+    return Recipe(name="fashion-mnist-goyal", reference_lr=0.1, reference_batch=128,
+                  world_size=global_batch // per_worker_batch, per_worker_batch=per_worker_batch,
+                  dataset_size=60_000, epochs=4.0, warmup_epochs=1.0, milestones_epochs=(3.0,),
+                  weight_decay=5e-4)
+
+
 PRESETS = {
     "goyal2017-resnet50": goyal2017_resnet50,
     "you2017-lars-resnet50": you2017_lars_resnet50,
+    "fashion-mnist-goyal": fashion_mnist_goyal,
 }

@@ -37,4 +37,36 @@ def register_hostfile(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_hostfile_check)
 
 
-REGISTRY = [register_hostfile]
+def _train(args: argparse.Namespace) -> int:
+    from harness_cli.train import run_train
+
+    return run_train(args)
+
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    """``harness train``: the recipe on k Horovod workers (alone, or under horovodrun/mpirun)."""
+    from harness_cli.train import add_train_arguments
+
+    train = sub.add_parser("train", help="train with the recipe; k workers come from Horovod")
+    add_train_arguments(train)
+    train.set_defaults(func=_train)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from benchmarks.report import write_report
+
+    path = write_report(args.runs, args.out, overwrite=args.overwrite)
+    print(f"report: {path}")
+    return 0
+
+
+def register_report(sub: argparse._SubParsersAction) -> None:
+    """``harness report RUN_DIR... --out DIR``: scaling table, CSV and plots."""
+    report = sub.add_parser("report", help="scaling report (Markdown, CSV, PNG) from run directories")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", required=True, metavar="DIR")
+    report.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
+    report.set_defaults(func=_report)
+
+
+REGISTRY = [register_hostfile, register_train, register_report]

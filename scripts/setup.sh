@@ -50,6 +50,7 @@ create_venv() {
   "$VENV/bin/pip" install -q -r "$LOCK"
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
   echo "$want" > "$stamp"
+  rm -f "$VENV/.horovod-checked"  # packages changed: check the build again
 }
 
 # Cache key: Horovod, torch, TensorFlow and Python versions, plus any HOROVOD_* build variables.
@@ -79,7 +80,6 @@ patch_horovod_sources() {
 build_horovod_wheel() {
   local out=$1 work
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
   say "building Horovod $HOROVOD_VERSION from its sdist (about 5 minutes, once per cache key)"
   "$VENV/bin/pip" download -q --no-deps --no-binary :all: "horovod==$HOROVOD_VERSION" -d "$work" 2>/dev/null ||
     die "could not download the horovod==$HOROVOD_VERSION sdist from PyPI"
@@ -90,16 +90,27 @@ build_horovod_wheel() {
     export PATH="$VENV/bin:$PATH" HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 \
       HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_MXNET=1
     "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps -w "$work/wheel" . >"$work/build.log" 2>&1
-  ) || { tail -40 "$work/build.log" >&2; die "Horovod build failed (log tail above)"; }
+  ) || { tail -40 "$work/build.log" >&2; die "Horovod build failed (log tail above; full log: $work/build.log)"; }
   mkdir -p "$out"
   mv "$work"/wheel/horovod-*.whl "$out/"
+  rm -rf "$work"
+}
+
+# The built extension libraries, found without importing TensorFlow (which takes seconds).
+horovod_libs_present() {
+  "$VENV/bin/python" -c '
+import glob, importlib.util, os, sys
+spec = importlib.util.find_spec("horovod")
+root = os.path.dirname(spec.origin) if spec and spec.origin else ""
+sys.exit(0 if root and all(glob.glob(os.path.join(root, d, "mpi_lib*.so")) for d in ("torch", "tensorflow")) else 1)
+' 2>/dev/null
 }
 
 install_horovod() {
   local key dir stamp
   key=$(horovod_cache_key)
   stamp="$VENV/.horovod-key"
-  if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && "$VENV/bin/python" -c 'import horovod.torch, horovod.tensorflow' 2>/dev/null; then
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && horovod_libs_present; then
     return 0
   fi
   dir="$CACHE/$key"
@@ -111,15 +122,23 @@ install_horovod() {
   fi
   "$VENV/bin/pip" install -q --no-deps --force-reinstall "$dir"/horovod-*.whl
   echo "$key" > "$stamp"
+  rm -f "$VENV/.horovod-checked"
 }
 
+# Runs whenever something was installed (or with FORCE_CHECK=1); the result is stamped per key.
 check_horovod_build() {
-  local out missing=() fw
-  out=$("$VENV/bin/horovodrun" --check-build 2>&1) || die "horovodrun --check-build failed: $out"
+  local out missing=() fw stamp="$VENV/.horovod-checked" key
+  key=$(cat "$VENV/.horovod-key")
+  if [ "${FORCE_CHECK:-0}" != 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
+    say "up to date (horovodrun --check-build passed for $key; make check-build reruns it)"
+    return 0
+  fi
+  out=$(TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/horovodrun" --check-build 2>&1) || die "horovodrun --check-build failed: $out"
   for fw in TensorFlow PyTorch MPI Gloo; do
     grep -qE "\[X\] $fw\b" <<<"$out" || missing+=("$fw")
   done
   [ ${#missing[@]} -eq 0 ] || { echo "$out" >&2; die "Horovod was built without: ${missing[*]}"; }
+  echo "$key" > "$stamp"
   say "Horovod $HOROVOD_VERSION ready: TensorFlow, PyTorch, MPI, Gloo"
 }
 

@@ -1,0 +1,1 @@
+"""Framework backends: thin ports of the numpy core (:mod:`harness`) plus Horovod wiring."""

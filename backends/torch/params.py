@@ -1,0 +1,49 @@
+"""Parameter groups and initialisation for the recipe: no decay/LARS for biases and norms, zero-γ.
+
+References:
+    Goyal et al. 2017, arXiv 1706.02677, §5.1 (zero-γ init of each residual block's last BN;
+    no weight decay on γ and β is a common refinement). timm's ``param_groups_weight_decay``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, *, weight_decay: float) -> list[dict]:
+    """Split parameters: weights (ndim > 1) get weight decay and LARS adaptation; biases and norm
+    parameters (ndim <= 1) get neither.
+
+    Returns:
+        Two param groups (empty ones dropped), each with ``weight_decay`` and ``lars_adapt`` set,
+        and ``names`` listing the parameter names (for tests and logs).
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append((name, p))
+    groups = [
+        dict(params=[p for _, p in decay], names=[n for n, _ in decay], weight_decay=weight_decay, lars_adapt=True),
+        dict(params=[p for _, p in no_decay], names=[n for n, _ in no_decay], weight_decay=0.0, lars_adapt=False),
+    ]
+    return [g for g in groups if g["params"]]
+
+
+@torch.no_grad()
+def zero_gamma_init(model: nn.Module) -> int:
+    """Set γ = 0 in the last BatchNorm of every residual block (Goyal et al. §5.1).
+
+    Each block's residual branch then starts as the identity's complement: the block outputs its
+    shortcut, which eases early training at large LR. Blocks mark their last BN as ``bn_last``.
+
+    Returns:
+        The number of BN layers zeroed.
+    """
+    count = 0
+    for module in model.modules():
+        bn = getattr(module, "bn_last", None)
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.weight.zero_()
+            count += 1
+    return count

@@ -1,0 +1,1 @@
+"""Throughput and allreduce benchmarks, the communication cost model, and the scaling report."""

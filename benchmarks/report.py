@@ -1,0 +1,164 @@
+"""The scaling report: ``harness report RUN_DIR... --out DIR``.
+
+Reads each run directory's ``summary.json`` (and ``records.jsonl`` for the run record), builds
+one row per world size k and writes ``report.md``, ``scaling.csv`` and PNG plots.
+
+Weak scaling (per-worker batch n fixed, global batch kn grows with k), relative to the smallest
+world size measured, k0:
+
+.. math:: E(k) = \\frac{X(k)/k}{X(k_0)/k_0}, \\qquad S(k) = \\frac{X(k)}{X(k_0)}
+
+with X the total throughput in images/s summed from every rank's own step times.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from harness_cli.errors import UsageError
+from harness_cli.records import RECORDS, SUMMARY, read_records
+
+REPORT_FILES = ("report.md", "scaling.csv", "throughput.png", "efficiency.png")
+REQUIRED = ("world_size", "global_batch", "per_worker_batch", "images_per_second", "step_time_s_median")
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """One run's summary joined with its ``run`` record.
+
+    Raises:
+        UsageError: missing directory, a run without ``summary.json`` (failed or interrupted),
+            or malformed files.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: not a run directory")
+    summary_path = run_dir / SUMMARY
+    if not summary_path.exists():
+        hint = "records but no summary: the run failed or was interrupted" if (run_dir / RECORDS).exists() \
+            else "no summary.json or records.jsonl: not a harness run directory"
+        raise UsageError(f"{run_dir}: {hint}")
+    try:
+        summary = json.loads(summary_path.read_text())
+        records = read_records(run_dir / RECORDS) if (run_dir / RECORDS).exists() else []
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise UsageError(f"{run_dir}: malformed run files: {exc}") from None
+    missing = [key for key in REQUIRED if key not in summary]
+    if missing:
+        raise UsageError(f"{summary_path}: missing {', '.join(missing)}")
+    run = next((r for r in records if r["kind"] == "run"), {})
+    return {**summary, "run_dir": str(run_dir), "threads_per_rank": run.get("threads_per_rank"),
+            "hosts": run.get("hosts", [])}
+
+
+def scaling_table(runs: list[dict]):
+    """One row per world size: throughput, speedup and weak-scaling efficiency vs the smallest k.
+
+    Runs with the same k are averaged (``runs`` counts them).
+
+    Returns:
+        A pandas DataFrame sorted by ``world_size`` with columns ``world_size``, ``runs``,
+        ``global_batch``, ``per_worker_batch``, ``images_per_second``,
+        ``images_per_second_per_worker``, ``step_time_s_median``, ``speedup``, ``efficiency``,
+        ``test_accuracy``.
+
+    Raises:
+        UsageError: no runs, or runs with different per-worker batch, model or backend (not a
+            weak-scaling series).
+    """
+    import pandas as pd
+
+    if not runs:
+        raise UsageError("no runs to report")
+    for key in ("per_worker_batch", "model", "backend"):
+        values = {r.get(key) for r in runs}
+        if len(values) > 1:
+            raise UsageError(f"runs differ in {key} ({', '.join(map(str, sorted(values, key=str)))}): "
+                             "a weak-scaling report needs one per-worker batch, model and backend")
+    frame = pd.DataFrame(runs)
+    if "test_accuracy" not in frame:
+        frame["test_accuracy"] = np.nan
+    table = frame.groupby("world_size", as_index=False).agg(
+        runs=("run_dir", "count"), global_batch=("global_batch", "first"), per_worker_batch=("per_worker_batch", "first"),
+        images_per_second=("images_per_second", "mean"), step_time_s_median=("step_time_s_median", "mean"),
+        test_accuracy=("test_accuracy", "mean")).sort_values("world_size", ignore_index=True)
+    table["images_per_second_per_worker"] = table["images_per_second"] / table["world_size"]
+    base = table.iloc[0]
+    table["speedup"] = table["images_per_second"] / base["images_per_second"]
+    table["efficiency"] = table["images_per_second_per_worker"] / base["images_per_second_per_worker"]
+    return table[["world_size", "runs", "global_batch", "per_worker_batch", "images_per_second",
+                  "images_per_second_per_worker", "step_time_s_median", "speedup", "efficiency", "test_accuracy"]]
+
+
+def plot_scaling(table, out: Path) -> list[Path]:
+    """``throughput.png`` (with the ideal linear line) and ``efficiency.png``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k, x = table["world_size"].to_numpy(), table["images_per_second"].to_numpy()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(k, x, "o-", label="measured")
+    ax.plot(k, x[0] * k / k[0], "--", color="grey", label="ideal (linear)")
+    ax.set(xlabel="workers k", ylabel="images/s (total)", title="Throughput vs workers", xticks=k)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(k, 100 * table["efficiency"].to_numpy(), "o-")
+    ax.axhline(100, ls="--", color="grey")
+    ax.set(xlabel="workers k", ylabel="weak-scaling efficiency (%)", ylim=(0, 110), xticks=k,
+           title=f"Efficiency vs k0 = {k[0]}")
+    fig.tight_layout()
+    fig.savefig(out / "efficiency.png", dpi=120)
+    plt.close(fig)
+    return [out / "throughput.png", out / "efficiency.png"]
+
+
+def render_markdown(table, runs: list[dict]) -> str:
+    """The report text: what was run, the scaling table, and how efficiency is defined."""
+    first = runs[0]
+    k0 = int(table["world_size"].iloc[0])
+    shown = table.copy()
+    shown["efficiency"] = (100 * shown["efficiency"]).map("{:.1f}%".format)
+    shown["test_accuracy"] = shown["test_accuracy"].map(lambda a: "" if np.isnan(a) else f"{a:.4f}")
+    lines = [
+        "# Scaling report", "",
+        f"Backend **{first.get('backend')}**, model **{first.get('model')}**, dataset **{first.get('dataset')}**, "
+        f"per-worker batch n = {first['per_worker_batch']}, threads per rank: "
+        f"{sorted({r.get('threads_per_rank') for r in runs}, key=str)}.", "",
+        shown.to_markdown(index=False, floatfmt=".4g"), "",
+        f"Weak-scaling efficiency E(k) = (X(k)/k) / (X(k0)/k0), relative to the smallest world size measured, "
+        f"k0 = {k0}; X is total images/s, summed over ranks from each rank's own median step time "
+        "(not rank 0 × k).", "",
+        "![throughput](throughput.png) ![efficiency](efficiency.png)", "",
+        "## Runs", "",
+    ]
+    lines += [f"- `{r['run_dir']}`: k = {r['world_size']}, kn = {r['global_batch']}, "
+              f"{r['images_per_second']:.1f} images/s, step time median {r['step_time_s_median'] * 1e3:.1f} ms"
+              + (f", test accuracy {r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else "")
+              for r in sorted(runs, key=lambda r: r["world_size"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: list[str], out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the report files into ``out``; returns the path of ``report.md``.
+
+    Raises:
+        UsageError: bad run directories, or report files already in ``out`` without ``overwrite``.
+    """
+    runs = [load_run(d) for d in run_dirs]
+    table = scaling_table(runs)
+    out = Path(out)
+    existing = [name for name in REPORT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{out} already has {', '.join(existing)}; pass --overwrite or choose a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "scaling.csv", index=False)
+    plot_scaling(table, out)
+    (out / "report.md").write_text(render_markdown(table, runs))
+    return out / "report.md"

@@ -1,0 +1,122 @@
+"""Run records: JSON Lines written by rank 0 from every rank's data, and the run summary.
+
+Every record has ``kind``, ``rank`` and ``world_size``. Kinds written by ``harness train``:
+
+* ``run``: once, rank 0: the recipe, flags, threads, hosts, Horovod knobs and versions.
+* ``step``: one per rank per step: ``step``, ``epoch``, ``loss``, ``lr``, ``step_time_s``,
+  ``images`` (n · accumulation).
+* ``epoch``: once per epoch, rank 0: ``train_loss`` (mean over ranks), ``test_loss``,
+  ``test_accuracy`` (0-1), ``wall_s``.
+* ``summary`` is written to ``summary.json`` (see :func:`summarise`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+from pathlib import Path
+
+import numpy as np
+
+RECORDS = "records.jsonl"
+SUMMARY = "summary.json"
+
+
+class RecordWriter:
+    """Append records to ``DIR/records.jsonl`` (rank 0 only; other ranks pass ``path=None``)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._file = open(path, "a", encoding="utf-8") if path else None
+
+    def write(self, records: list[dict]) -> None:
+        """Append records, one JSON object a line, and flush."""
+        if self._file:
+            for record in records:
+                self._file.write(json.dumps(record, default=_jsonable) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._file:
+            self._file.close()
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_records(path: Path) -> list[dict]:
+    """Read a records.jsonl file.
+
+    Raises:
+        ValueError: naming the file and line of a malformed record.
+    """
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}:{number}: not a JSON record") from None
+            if not isinstance(record, dict) or not {"kind", "rank", "world_size"} <= record.keys():
+                raise ValueError(f"{path}:{number}: a record needs kind, rank and world_size")
+            records.append(record)
+    return records
+
+
+def timed_steps(step_records: list[dict], skip: int) -> dict[int, np.ndarray]:
+    """Per-rank step times in seconds, dropping each rank's first ``skip`` steps (start-up)."""
+    by_rank: dict[int, list[tuple[int, float]]] = {}
+    for record in step_records:
+        by_rank.setdefault(int(record["rank"]), []).append((int(record["step"]), float(record["step_time_s"])))
+    return {rank: np.array([t for _, t in sorted(steps)][skip:] or [t for _, t in sorted(steps)])
+            for rank, steps in sorted(by_rank.items())}
+
+
+def throughput(step_records: list[dict], *, images_per_step: int, skip: int) -> dict:
+    """Throughput from every rank's own timings, not rank 0 × k.
+
+    ``images_per_second`` = Σ_r (images per step on r) / median step time of r.
+
+    Returns:
+        ``images_per_second`` (total), ``images_per_second_per_worker`` (mean), and
+        ``step_time_s_median`` (median over all ranks' timed steps), ``step_time_s_per_rank``
+        (each rank's median), ``step_time_s_spread`` ((max − min)/median of the rank medians),
+        ``timed_steps`` per rank.
+    """
+    per_rank = timed_steps(step_records, skip)
+    medians = {rank: float(np.median(times)) for rank, times in per_rank.items()}
+    total = sum(images_per_step / m for m in medians.values())
+    values = np.array(list(medians.values()))
+    return {
+        "images_per_second": total,
+        "images_per_second_per_worker": total / len(medians),
+        "step_time_s_median": float(np.median(np.concatenate(list(per_rank.values())))),
+        "step_time_s_per_rank": [medians[r] for r in sorted(medians)],
+        "step_time_s_spread": float((values.max() - values.min()) / np.median(values)),
+        "timed_steps": int(min(len(t) for t in per_rank.values())),
+    }
+
+
+def environment() -> dict:
+    """Host, Python and library versions for a ``run`` record."""
+    import importlib.metadata as md
+
+    versions = {}
+    for name in ("numpy", "torch", "tensorflow-cpu", "keras", "horovod"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return {"host": socket.gethostname(), "python": platform.python_version(), "versions": versions,
+            "cpu_count": os.cpu_count(),
+            "horovod_env": {k: v for k, v in os.environ.items() if k.startswith("HOROVOD_")}}

@@ -1,0 +1,33 @@
+"""Shared fixtures: running real multi-process jobs with the project's launchers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """Environment for launched workers: quiet TensorFlow, one intra-op thread, the venv first."""
+    env = dict(os.environ)
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env.update(extra)
+    return env
+
+
+def run_launched(cmd: list[str], *, timeout: float = 240, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
+    """Run a launcher command; on failure the test shows its output."""
+    proc = subprocess.run(cmd, cwd=cwd, env=worker_env(**env), capture_output=True, text=True, timeout=timeout)
+    proc.output = proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture
+def launched():
+    return run_launched
