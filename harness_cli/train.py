@@ -8,6 +8,7 @@ Data: one shuffle per epoch split over the k workers (:mod:`harness.sharding`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -47,6 +48,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing-skip", type=int, default=5, help="steps per rank left out of timings (start-up)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="allow an --out directory that has files")
+    p.add_argument("--save-params", action="store_true",
+                   help="write the final parameters, flattened, to DIR/params.npy (float64)")
 
 
 def _parse_value(text: str):
@@ -200,7 +203,7 @@ class Trainer:
                 progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}", lr=f"{lr:.4f}")
             epoch_records.append(self._end_epoch(epoch, epoch_steps, losses, started))
         progress.close()
-        summary = self._summary(epoch_records, step, started)
+        summary = {**self._summary(epoch_records, step, started), **self._parameter_check()}
         if engine.rank == 0:
             (self.out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
         self.writer.close()
@@ -234,6 +237,14 @@ class Trainer:
             print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, test loss {record['test_loss']:.4f}, "
                   f"test accuracy {record['test_accuracy']:.4f}", file=sys.stderr, flush=True)
         return record
+
+    def _parameter_check(self) -> dict:
+        """Hash every rank's parameters: data-parallel ranks must hold identical weights."""
+        params = self.engine.flat_parameters()
+        digests = self.engine.allgather_object(hashlib.sha256(params.tobytes()).hexdigest()[:16])
+        if self.args.save_params and self.engine.rank == 0:
+            np.save(self.out / "params.npy", params)
+        return {"parameters_sha256_per_rank": digests, "ranks_in_sync": len(set(digests)) == 1}
 
     def _summary(self, epoch_records: list[dict], steps: int, started: float) -> dict:
         r, last = self.recipe, epoch_records[-1]

@@ -31,7 +31,8 @@ class LARS(Optimizer):
 
     Args:
         params: parameters or param groups (dicts may set any option below per group).
-        lr: γ, global learning rate.
+        lr: γ, global learning rate. It has a default only because Horovod's
+            ``DistributedOptimizer`` re-creates the class from param groups, which carry the LR.
         momentum: m in [0, 1).
         weight_decay: β >= 0.
         trust_coefficient: η > 0 (paper: 0.001).
@@ -46,7 +47,7 @@ class LARS(Optimizer):
 
     velocity_form = True  # the LR lives inside the momentum buffer (see harness.sgd)
 
-    def __init__(self, params, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0,
+    def __init__(self, params, lr: float = 1e-3, *, momentum: float = 0.9, weight_decay: float = 0.0,
                  trust_coefficient: float = 0.001, eps: float = 0.0, nesterov: bool = False,
                  trust_clip: bool = False, foreach: bool = True):
         _check("learning rate", lr, math.isfinite(lr) and lr >= 0)

@@ -1,0 +1,173 @@
+"""The torch port equals the numpy core: LARS (both paths), RecipeLR, momentum correction."""
+
+import numpy as np
+import pytest
+import torch
+
+from backends.torch import LARS, RecipeLR, param_groups, zero_gamma_init
+from backends.torch.models import build_model
+from harness.lars import lars_step
+from harness.recipe import Recipe
+from harness.sgd import momentum_correction
+
+SHAPES = [(4, 3), (5,), (2, 3, 3), (7,)]
+# Layer 1 starts at zero weights (trust ratio 1); layers 2-3 form an excluded group.
+ADAPT, DECAY = [True, True, False, False], [True, True, False, False]
+HYPER = dict(momentum=0.9, weight_decay=0.01, trust_coefficient=0.02, eps=1e-9)
+
+
+def _initial(dtype):
+    rng = np.random.default_rng(42)
+    w = [rng.normal(size=s).astype(dtype) for s in SHAPES]
+    w[1][:] = 0
+    return w
+
+
+def _torch_params(w):
+    return [torch.tensor(x, requires_grad=True) for x in w]
+
+
+def _lars(params, foreach, **kw):
+    groups = [{"params": params[:2]}, {"params": params[2:], "lars_adapt": False, "weight_decay": 0.0}]
+    return LARS(groups, lr=kw.pop("lr", 0.5), foreach=foreach, **{**HYPER, **kw})
+
+
+def _grads(rng, dtype, step):
+    g = [rng.normal(size=s).astype(dtype) for s in SHAPES]
+    if step == 1:
+        g[0][:] = 0  # a zero gradient: trust ratio 1, no NaN
+    return g
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("trust_clip", [False, True])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+def test_lars_equals_numpy_reference(foreach, nesterov, trust_clip, dtype, tol):
+    rng = np.random.default_rng(7)
+    ref_w = _initial(dtype)
+    ref_v = [np.zeros_like(x) for x in ref_w]
+    params = _torch_params(ref_w)
+    opt = _lars(params, foreach, nesterov=nesterov, trust_clip=trust_clip)
+    for step in range(5):
+        g = _grads(rng, dtype, step)
+        for p, gg in zip(params, g):
+            p.grad = torch.tensor(gg)
+        opt.step()
+        ref_w, ref_v = lars_step([x.astype(np.float64) for x in ref_w], [x.astype(np.float64) for x in g], ref_v,
+                                 lr=0.5, nesterov=nesterov, trust_clip=trust_clip, adapt_mask=ADAPT,
+                                 decay_mask=DECAY, **HYPER)
+    for p, ref in zip(params, ref_w):
+        np.testing.assert_allclose(p.detach().numpy(), ref, rtol=tol, atol=tol)
+
+
+def test_foreach_and_single_tensor_paths_agree_exactly_in_float64():
+    rng = np.random.default_rng(3)
+    a, b = _torch_params(_initial(np.float64)), _torch_params(_initial(np.float64))
+    opt_a, opt_b = _lars(a, False, nesterov=True), _lars(b, True, nesterov=True)
+    for step in range(4):
+        for pa, pb, g in zip(a, b, _grads(rng, np.float64, step)):
+            pa.grad, pb.grad = torch.tensor(g), torch.tensor(g)
+        opt_a.step()
+        opt_b.step()
+    for pa, pb in zip(a, b):
+        np.testing.assert_allclose(pa.detach().numpy(), pb.detach().numpy(), rtol=1e-14, atol=1e-15)
+
+
+def test_state_dict_round_trip_continues_identically():
+    rng = np.random.default_rng(5)
+    grads = [_grads(rng, np.float64, s) for s in range(6)]
+
+    def run(params, opt, steps):
+        for g in steps:
+            for p, gg in zip(params, g):
+                p.grad = torch.tensor(gg)
+            opt.step()
+
+    straight = _torch_params(_initial(np.float64))
+    run(straight, _lars(straight, True), grads)
+    first = _torch_params(_initial(np.float64))
+    opt = _lars(first, True)
+    run(first, opt, grads[:3])
+    resumed = [torch.tensor(p.detach().numpy(), requires_grad=True) for p in first]
+    opt2 = _lars(resumed, True)
+    opt2.load_state_dict(opt.state_dict())
+    run(resumed, opt2, grads[3:])
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+def test_invalid_hyperparameters_raise():
+    with pytest.raises(ValueError, match="trust_coefficient"):
+        LARS([torch.zeros(1, requires_grad=True)], lr=0.1, trust_coefficient=0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        LARS([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=1.5)
+
+
+RECIPE = Recipe(reference_lr=0.1, reference_batch=64, world_size=4, per_worker_batch=32, dataset_size=2560,
+                epochs=6, warmup="constant", warmup_epochs=1, milestones_epochs=(3, 5), optimizer="lars")
+
+
+def test_recipe_lr_sets_the_closed_form_lr_every_step_and_resumes_from_its_step():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.9)
+    sched = RecipeLR(opt, RECIPE.schedule())
+    seen = []
+    for _ in range(RECIPE.total_steps):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(seen, RECIPE.lr(np.arange(RECIPE.total_steps)), rtol=1e-15)
+    fresh = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    resumed = RecipeLR(fresh, RECIPE.schedule())
+    resumed.load_state_dict({"last_epoch": 17, "momentum_correction": False})
+    assert fresh.param_groups[0]["lr"] == RECIPE.lr(17) and resumed.state_dict()["last_epoch"] == 17
+
+
+def test_momentum_correction_in_torch_equals_the_numpy_core():
+    rng = np.random.default_rng(11)
+    w = _initial(np.float64)
+    params = _torch_params(w)
+    opt = _lars(params, True, lr=RECIPE.lr(0))
+    sched = RecipeLR(opt, RECIPE.schedule(), momentum_correction=True)
+    ref_w, ref_v, lr_prev = w, [np.zeros_like(x) for x in w], RECIPE.lr(0)
+    for step in range(RECIPE.steps_per_epoch * 4):  # crosses the constant-warmup jump and one drop
+        g = _grads(rng, np.float64, step)
+        lr = RECIPE.lr(step)
+        ref_v = momentum_correction(ref_v, lr_prev=lr_prev, lr_next=lr)
+        ref_w, ref_v = lars_step(ref_w, g, ref_v, lr=lr, adapt_mask=ADAPT, decay_mask=DECAY, **HYPER)
+        lr_prev = lr
+        for p, gg in zip(params, g):
+            p.grad = torch.tensor(gg)
+        opt.step()
+        sched.step()
+    for p, ref in zip(params, ref_w):
+        np.testing.assert_allclose(p.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_momentum_correction_is_refused_for_u_form_sgd():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.9)
+    with pytest.raises(ValueError, match="v-form"):
+        RecipeLR(opt, RECIPE.schedule(), momentum_correction=True)
+
+
+def test_param_groups_exclude_biases_and_norm_parameters():
+    model = build_model("resnet-small")
+    decay, no_decay = param_groups(model, weight_decay=5e-4)
+    assert decay["weight_decay"] == 5e-4 and decay["lars_adapt"] is True
+    assert no_decay["weight_decay"] == 0.0 and no_decay["lars_adapt"] is False
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    assert any(n.endswith("bn_last.weight") for n in no_decay["names"]) and "6.bias" in no_decay["names"]
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("name, blocks, parameters", [("resnet-small", 3, None), ("resnet50", 16, 25_557_032)])
+def test_models_zero_gamma_and_resnet50_size(name, blocks, parameters):
+    model = build_model(name, input_shape=(3, 224, 224) if name == "resnet50" else (1, 28, 28),
+                        num_classes=1000 if name == "resnet50" else 10)
+    assert zero_gamma_init(model) == blocks
+    zeroed = [m.bn_last.weight for m in model.modules() if hasattr(m, "bn_last")]
+    assert all(float(w.detach().abs().sum()) == 0.0 for w in zeroed)
+    if parameters:  # torchvision's resnet50 has 25,557,032 parameters
+        assert sum(p.numel() for p in model.parameters()) == parameters
+    with pytest.raises(ValueError, match="model must be one of"):
+        build_model("vgg16")

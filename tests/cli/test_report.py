@@ -1,0 +1,86 @@
+"""``harness report`` from recorded run directories, including failed and partial runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def harness(*args):
+    return subprocess.run([sys.executable, "-m", "harness_cli", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def make_run(base: Path, k: int, images_per_second: float, *, n: int = 128, summary: bool = True) -> Path:
+    run = base / f"k{k}"
+    run.mkdir(parents=True)
+    records = [{"kind": "run", "rank": 0, "world_size": k, "threads_per_rank": 1, "hosts": ["h"]}]
+    records += [{"kind": "step", "rank": r, "world_size": k, "step": 0, "step_time_s": 0.1} for r in range(k)]
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if summary:
+        (run / "summary.json").write_text(json.dumps({
+            "world_size": k, "global_batch": k * n, "per_worker_batch": n, "images_per_second": images_per_second,
+            "step_time_s_median": k * n / images_per_second, "test_accuracy": 0.9, "backend": "torch",
+            "model": "resnet-small", "dataset": "fashion-mnist"}))
+    return run
+
+
+def test_scaling_csv_has_one_row_per_world_size_with_weak_scaling_efficiency(tmp_path):
+    runs = [make_run(tmp_path, 1, 1000.0), make_run(tmp_path, 2, 1800.0), make_run(tmp_path, 4, 3000.0)]
+    proc = harness("report", *map(str, runs), "--out", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "report" / "scaling.csv")
+    assert table["world_size"].tolist() == [1, 2, 4]
+    assert table["efficiency"].tolist() == pytest.approx([1.0, 0.9, 0.75])
+    assert table["speedup"].tolist() == pytest.approx([1.0, 1.8, 3.0])
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "relative to the smallest world size measured" in text and "k0 = 1" in text
+    for png in ("throughput.png", "efficiency.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_efficiency_is_relative_to_the_smallest_k_measured(tmp_path):
+    runs = [make_run(tmp_path, 2, 2000.0), make_run(tmp_path, 8, 6000.0)]
+    assert harness("report", *map(str, runs), "--out", str(tmp_path / "r")).returncode == 0
+    assert pd.read_csv(tmp_path / "r" / "scaling.csv")["efficiency"].tolist() == pytest.approx([1.0, 0.75])
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("partial", "the run failed or was interrupted"),
+    ("missing", "not a run directory"),
+    ("empty", "not a harness run directory"),
+    ("mixed", "runs differ in per_worker_batch"),
+    ("malformed", "malformed run files"),
+])
+def test_bad_run_directories_give_one_line_and_exit_2(tmp_path, case, fragment):
+    good = make_run(tmp_path, 1, 1000.0)
+    if case == "partial":
+        bad = make_run(tmp_path, 2, 0, summary=False)
+    elif case == "missing":
+        bad = tmp_path / "nope"
+    elif case == "empty":
+        bad = tmp_path / "empty"
+        bad.mkdir()
+    elif case == "mixed":
+        bad = make_run(tmp_path / "other", 2, 1500.0, n=64)
+    else:
+        bad = make_run(tmp_path, 2, 1500.0)
+        (bad / "summary.json").write_text("{not json")
+    proc = harness("report", str(good), str(bad), "--out", str(tmp_path / "report"))
+    assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "report").exists()
+
+
+def test_existing_report_is_not_overwritten_without_the_flag(tmp_path):
+    run = make_run(tmp_path, 1, 1000.0)
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("mine")
+    proc = harness("report", str(run), "--out", str(out))
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr and (out / "report.md").read_text() == "mine"
+    assert harness("report", str(run), "--out", str(out), "--overwrite").returncode == 0
+    assert (out / "report.md").read_text() != "mine"
