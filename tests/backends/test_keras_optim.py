@@ -1,0 +1,143 @@
+"""The Keras port equals the numpy core, and Keras and PyTorch train identically (no BN)."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from backends.keras.models import mlp as keras_mlp  # noqa: E402
+from backends.keras.optim import LARS, MomentumSGD  # noqa: E402
+from backends.keras.schedule import RecipeSchedule  # noqa: E402
+from backends.torch import LARS as TorchLARS  # noqa: E402
+from backends.torch import RecipeLR, param_groups  # noqa: E402
+from backends.torch.models import mlp as torch_mlp  # noqa: E402
+from harness.lars import lars_step  # noqa: E402
+from harness.recipe import Recipe  # noqa: E402
+from harness.sgd import momentum_correction, sgd_step  # noqa: E402
+
+SHAPES = [(4, 3), (5, 2), (2, 3, 3), (7,)]  # the 1-D variable is excluded (bias/norm rule)
+MASK = [True, True, True, False]
+HYPER = dict(momentum=0.9, weight_decay=0.01)
+RECIPE = Recipe(reference_lr=0.1, reference_batch=64, world_size=4, per_worker_batch=32, dataset_size=2560,
+                epochs=6, warmup="constant", warmup_epochs=1, milestones_epochs=(3, 5), optimizer="lars")
+
+
+def _setup(seed=42):
+    rng = np.random.default_rng(seed)
+    w = [rng.normal(size=s).astype(np.float32) for s in SHAPES]
+    w[1][:] = 0  # zero weights: trust ratio 1
+    return rng, w, [keras.Variable(x) for x in w]
+
+
+def _run(optimizer, variables, rng, steps):
+    grads = []
+    for step in range(steps):
+        g = [rng.normal(size=s).astype(np.float32) for s in SHAPES]
+        if step == 1:
+            g[0][:] = 0
+        optimizer.apply([keras.ops.convert_to_tensor(x) for x in g], variables)
+        grads.append(g)
+    return grads
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("trust_clip", [False, True])
+def test_keras_lars_equals_numpy_reference(nesterov, trust_clip):
+    rng, w, variables = _setup()
+    opt = LARS(0.5, trust_coefficient=0.02, eps=1e-9, nesterov=nesterov, trust_clip=trust_clip, **HYPER)
+    grads = _run(opt, variables, rng, 5)
+    ref_w, ref_v = [x.astype(np.float64) for x in w], [np.zeros(s) for s in SHAPES]
+    for g in grads:
+        ref_w, ref_v = lars_step(ref_w, g, ref_v, lr=0.5, trust_coefficient=0.02, eps=1e-9, nesterov=nesterov,
+                                 trust_clip=trust_clip, adapt_mask=MASK, decay_mask=MASK, **HYPER)
+    for v, ref in zip(variables, ref_w):
+        np.testing.assert_allclose(np.asarray(v), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_keras_momentum_sgd_equals_numpy_u_form(nesterov):
+    rng, w, variables = _setup()
+    grads = _run(MomentumSGD(0.3, nesterov=nesterov, **HYPER), variables, rng, 5)
+    ref_w, ref_u = [x.astype(np.float64) for x in w], [np.zeros(s) for s in SHAPES]
+    for g in grads:
+        ref_w, ref_u = sgd_step(ref_w, g, ref_u, lr=0.3, nesterov=nesterov, decay_mask=MASK, **HYPER)
+    for v, ref in zip(variables, ref_w):
+        np.testing.assert_allclose(np.asarray(v), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_recipe_schedule_equals_the_core_and_round_trips():
+    schedule = RecipeSchedule(RECIPE)
+    steps = np.arange(RECIPE.total_steps + 3)
+    got = np.array([float(schedule(int(s))) for s in steps])
+    np.testing.assert_allclose(got, RECIPE.lr(np.minimum(steps, RECIPE.total_steps)), rtol=1e-7)
+    again = RecipeSchedule.from_config(schedule.get_config())
+    assert again.recipe == RECIPE
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(LARS(schedule, trust_clip=True)),
+                                            custom_objects={"LARS": LARS, "RecipeSchedule": RecipeSchedule})
+    assert isinstance(restored, LARS) and restored.trust_clip and restored.get_config() == LARS(schedule, trust_clip=True).get_config()
+
+
+def test_keras_lars_momentum_correction_equals_the_core():
+    rng, w, variables = _setup(3)
+    opt = LARS(RecipeSchedule(RECIPE), momentum_correction=True, **HYPER)
+    steps = RECIPE.steps_per_epoch * 4
+    grads = _run(opt, variables, rng, steps)
+    ref_w, ref_v, lr_prev = [x.astype(np.float64) for x in w], [np.zeros(s) for s in SHAPES], RECIPE.lr(0)
+    for step, g in enumerate(grads):
+        lr = RECIPE.lr(step)
+        ref_v = momentum_correction(ref_v, lr_prev=lr_prev, lr_next=lr)
+        ref_w, ref_v = lars_step(ref_w, g, ref_v, lr=lr, adapt_mask=MASK, decay_mask=MASK, **HYPER)
+        lr_prev = lr
+    for v, ref in zip(variables, ref_w):
+        np.testing.assert_allclose(np.asarray(v), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_invalid_hyperparameters_raise():
+    with pytest.raises(ValueError, match="trust_coefficient"):
+        LARS(0.1, trust_coefficient=-1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        MomentumSGD(0.1, momentum=1.0)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_keras_and_torch_give_the_same_loss_trajectory(optimizer):
+    recipe = RECIPE.replace(optimizer=optimizer, weight_decay=5e-4, trust_coefficient=0.02)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 32, 1, 28, 28)).astype(np.float32)
+    y = np.argmax(x.reshape(20, 32, -1) @ rng.normal(size=(784, 10)), axis=-1)  # learnable labels
+    torch.manual_seed(0)
+    tmodel = torch_mlp((1, 28, 28), 10)
+    kmodel = keras_mlp((28, 28, 1), 10)
+    for layer, linear in zip(("hidden", "out"), (tmodel[1], tmodel[3])):
+        kmodel.get_layer(layer).set_weights([linear.weight.detach().numpy().T, linear.bias.detach().numpy()])
+    groups = param_groups(tmodel, weight_decay=recipe.weight_decay)
+    if optimizer == "lars":
+        topt = TorchLARS(groups, recipe.peak_lr, momentum=0.9, trust_coefficient=0.02)
+        kopt = LARS(RecipeSchedule(recipe), momentum=0.9, weight_decay=5e-4, trust_coefficient=0.02,
+                    momentum_correction=True)
+    else:
+        topt = torch.optim.SGD(groups, recipe.peak_lr, momentum=0.9)
+        kopt = MomentumSGD(RecipeSchedule(recipe), momentum=0.9, weight_decay=5e-4)
+    sched = RecipeLR(topt, recipe.schedule(), momentum_correction=optimizer == "lars")
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    torch_losses, keras_losses = [], []
+    for xb, yb in zip(x, y):
+        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(xb)), torch.from_numpy(yb))
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+        sched.step()
+        torch_losses.append(float(loss.detach()))
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            kloss = loss_fn(yb, kmodel(np.transpose(xb, (0, 2, 3, 1)), training=True))
+        kopt.apply(tape.gradient(kloss, kmodel.trainable_variables), kmodel.trainable_variables)
+        keras_losses.append(float(kloss))
+    np.testing.assert_allclose(keras_losses, torch_losses, rtol=1e-4)
+    assert torch_losses[-1] < torch_losses[0]
