@@ -18,11 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report_comm import (ProjectionNetwork, busbw_table, measured_link, measured_model, plot_busbw,
+                                    predicted_vs_measured, projection_table)
+from benchmarks.report_comm import render as render_comm
 from harness_cli.errors import UsageError
 from harness_cli.records import RECORDS, SUMMARY, read_records
 
-REPORT_FILES = ("report.md", "scaling.csv", "throughput.png", "efficiency.png")
-REQUIRED = ("world_size", "global_batch", "per_worker_batch", "images_per_second", "step_time_s_median")
+REPORT_FILES = ("report.md", "scaling.csv", "throughput.png", "efficiency.png", "spread.csv", "busbw.csv",
+                "busbw.png", "predicted.csv", "projection.csv")
+SCALING_KINDS = ("train", "throughput", "summary")  # "summary": train runs written before kinds were named
+REQUIRED = {
+    "scaling": ("world_size", "global_batch", "per_worker_batch", "images_per_second", "step_time_s_median"),
+    "allreduce": ("world_size", "results"),
+}
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -45,12 +53,13 @@ def load_run(run_dir: str | Path) -> dict:
         records = read_records(run_dir / RECORDS) if (run_dir / RECORDS).exists() else []
     except (json.JSONDecodeError, ValueError) as exc:
         raise UsageError(f"{run_dir}: malformed run files: {exc}") from None
-    missing = [key for key in REQUIRED if key not in summary]
+    group = "allreduce" if summary.get("kind") == "allreduce" else "scaling"
+    missing = [key for key in REQUIRED[group] if key not in summary]
     if missing:
         raise UsageError(f"{summary_path}: missing {', '.join(missing)}")
     run = next((r for r in records if r["kind"] == "run"), {})
-    return {**summary, "run_dir": str(run_dir), "threads_per_rank": run.get("threads_per_rank"),
-            "hosts": run.get("hosts", [])}
+    return {"threads_per_rank": run.get("threads_per_rank"), "hosts": run.get("hosts", []), **summary,
+            "run_dir": str(run_dir)}
 
 
 def scaling_table(runs: list[dict]):
@@ -128,6 +137,7 @@ def render_markdown(table, runs: list[dict]) -> str:
     shown["test_accuracy"] = shown["test_accuracy"].map(lambda a: "" if np.isnan(a) else f"{a:.4f}")
     lines = [
         "# Scaling report", "",
+        "Per-rank step times and their spread are in `spread.csv`.", "",
         f"Backend **{first.get('backend')}**, model **{first.get('model')}**, dataset **{first.get('dataset')}**, "
         f"per-worker batch n = {first['per_worker_batch']}, threads per rank: "
         f"{sorted({r.get('threads_per_rank') for r in runs}, key=str)}.", "",
@@ -140,25 +150,61 @@ def render_markdown(table, runs: list[dict]) -> str:
     ]
     lines += [f"- `{r['run_dir']}`: k = {r['world_size']}, kn = {r['global_batch']}, "
               f"{r['images_per_second']:.1f} images/s, step time median {r['step_time_s_median'] * 1e3:.1f} ms"
+              + (f", per-rank medians {', '.join(f'{t * 1e3:.1f}' for t in r['step_time_s_per_rank'])} ms "
+                 f"(spread {100 * r.get('step_time_s_spread', 0):.1f}%)" if r.get("step_time_s_per_rank") else "")
               + (f", test accuracy {r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else "")
               for r in sorted(runs, key=lambda r: r["world_size"])]
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dirs: list[str], out: str | Path, *, overwrite: bool = False) -> Path:
+def spread_table(runs: list[dict]):
+    """Per-rank median step times of each run, and their spread (max − min)/median."""
+    import pandas as pd
+
+    return pd.DataFrame([{"world_size": r["world_size"], "run_dir": r["run_dir"],
+                          "step_time_s_per_rank": " ".join(f"{t:.4g}" for t in r.get("step_time_s_per_rank", [])),
+                          "spread": r.get("step_time_s_spread", np.nan)} for r in sorted(runs, key=lambda r: r["world_size"])])
+
+
+def write_report(run_dirs: list[str], out: str | Path, *, overwrite: bool = False,
+                 target: ProjectionNetwork = ProjectionNetwork()) -> Path:
     """Write the report files into ``out``; returns the path of ``report.md``.
+
+    Training and throughput runs make the scaling table and plots; allreduce runs the busbw table;
+    with both, the measured-vs-predicted table; a run with ``model_bytes`` the projection.
 
     Raises:
         UsageError: bad run directories, or report files already in ``out`` without ``overwrite``.
     """
     runs = [load_run(d) for d in run_dirs]
-    table = scaling_table(runs)
+    scaling_runs = [r for r in runs if r.get("kind", "train") in SCALING_KINDS]
+    allreduce_runs = [r for r in runs if r.get("kind") == "allreduce"]
+    scaling = scaling_table(scaling_runs) if scaling_runs else None
     out = Path(out)
     existing = [name for name in REPORT_FILES if (out / name).exists()]
     if existing and not overwrite:
         raise UsageError(f"{out} already has {', '.join(existing)}; pass --overwrite or choose a new directory")
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "scaling.csv", index=False)
-    plot_scaling(table, out)
-    (out / "report.md").write_text(render_markdown(table, runs))
+    text = "# Scaling report\n\nNo training or throughput runs given.\n"
+    busbw = comparison = projection = model = None
+    if scaling is not None:
+        scaling.to_csv(out / "scaling.csv", index=False)
+        spread_table(scaling_runs).to_csv(out / "spread.csv", index=False)
+        plot_scaling(scaling, out)
+        text = render_markdown(scaling, scaling_runs)
+        model = measured_model(scaling, scaling_runs)
+    if allreduce_runs:
+        busbw = busbw_table(allreduce_runs)
+        busbw.to_csv(out / "busbw.csv", index=False)
+        plot_busbw(busbw, out)
+    link = measured_link(allreduce_runs) if allreduce_runs else None
+    if model and link and len(scaling) > 1:
+        hosts = max(len(r.get("hosts") or [1]) for r in scaling_runs)
+        comparison = predicted_vs_measured(scaling, model, link, hosts)
+        comparison.to_csv(out / "predicted.csv", index=False)
+    if model:
+        projection = projection_table(model, target)
+        projection.to_csv(out / "projection.csv", index=False)
+    text += "\n".join(["", *render_comm(busbw, link, comparison, projection, target, model)])
+    (out / "report.md").write_text(text)
     return out / "report.md"

@@ -55,7 +55,15 @@ def register_train(sub: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
-    path = write_report(args.runs, args.out, overwrite=args.overwrite)
+    from benchmarks.report_comm import ProjectionNetwork
+
+    try:
+        target = ProjectionNetwork(args.gpus_per_node, args.inter_gbps, args.intra_gbps, args.latency_us,
+                                   args.algorithm, tuple(sorted({int(k) for k in args.world_sizes.split(",")})))
+        target.network()
+    except ValueError as exc:
+        raise UsageError(f"projection network: {exc}") from None
+    path = write_report(args.runs, args.out, overwrite=args.overwrite, target=target)
     print(f"report: {path}")
     return 0
 
@@ -66,7 +74,21 @@ def register_report(sub: argparse._SubParsersAction) -> None:
     report.add_argument("runs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--out", required=True, metavar="DIR")
     report.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
+    proj = report.add_argument_group("projection network (for the measured model)")
+    proj.add_argument("--gpus-per-node", type=int, default=8)
+    proj.add_argument("--inter-gbps", type=float, default=100.0, help="Gbit/s of each node's network link")
+    proj.add_argument("--intra-gbps", type=float, default=1200.0, help="Gbit/s of a GPU's link inside a node")
+    proj.add_argument("--latency-us", type=float, default=10.0)
+    proj.add_argument("--algorithm", choices=("ring", "hd", "hierarchical"), default="hierarchical")
+    proj.add_argument("--world-sizes", default="8,16,32,64,128,256")
     report.set_defaults(func=_report)
 
 
-REGISTRY = [register_hostfile, register_train, register_report]
+def register_bench(sub: argparse._SubParsersAction) -> None:
+    """``harness bench``, ``harness sweep`` and ``harness project`` (see :mod:`harness_cli.bench`)."""
+    from harness_cli.bench import register
+
+    register(sub)
+
+
+REGISTRY = [register_hostfile, register_train, register_report, register_bench]

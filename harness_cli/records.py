@@ -7,7 +7,7 @@ Every record has ``kind``, ``rank`` and ``world_size``. Kinds written by ``harne
   ``images`` (n · accumulation).
 * ``epoch``: once per epoch, rank 0: ``train_loss`` (mean over ranks), ``test_loss``,
   ``test_accuracy`` (0-1), ``wall_s``.
-* ``summary`` is written to ``summary.json`` (see :func:`summarise`).
+* the run's summary goes to ``summary.json`` (kind ``train``, ``throughput`` or ``allreduce``).
 """
 
 from __future__ import annotations
@@ -120,3 +120,15 @@ def environment() -> dict:
     return {"host": socket.gethostname(), "python": platform.python_version(), "versions": versions,
             "cpu_count": os.cpu_count(),
             "horovod_env": {k: v for k, v in os.environ.items() if k.startswith("HOROVOD_")}}
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> str | None:
+    """Create the run directory; the problem as one line if it has files and no ``--overwrite``."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} exists and is not a directory"
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        return f"--out {out} already has files; pass --overwrite or choose a new directory"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (RECORDS, SUMMARY):
+        (out / name).unlink(missing_ok=True)
+    return None

@@ -21,7 +21,7 @@ from harness import sharding
 from harness.datasets import load_fashion_mnist, synthetic
 from harness.recipe import PRESETS, Recipe
 from harness_cli.errors import UsageError
-from harness_cli.records import RECORDS, SUMMARY, RecordWriter, environment, throughput
+from harness_cli.records import SUMMARY, RecordWriter, environment, prepare_out_dir, throughput
 
 BACKENDS = ("torch", "keras")
 DATASETS = ("fashion-mnist", "synthetic")
@@ -114,18 +114,6 @@ def make_engine(backend: str, threads: int | None):
     from backends.keras.engine import KerasEngine
 
     return KerasEngine(threads=threads)
-
-
-def prepare_out_dir(out: Path, overwrite: bool) -> str | None:
-    """Create the run directory; the problem as one line if it has files and no ``--overwrite``."""
-    if out.exists() and not out.is_dir():
-        return f"--out {out} exists and is not a directory"
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        return f"--out {out} already has files; pass --overwrite or choose a new directory"
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (RECORDS, SUMMARY):
-        (out / name).unlink(missing_ok=True)
-    return None
 
 
 def _default_threads() -> int:
@@ -250,11 +238,12 @@ class Trainer:
         r, last = self.recipe, epoch_records[-1]
         skip = min(self.args.timing_skip, max(steps - 1, 0))
         return {
-            "kind": "summary", "backend": self.engine.name, "model": self.args.model, "dataset": self.data.name,
+            "kind": "train", "backend": self.engine.name, "model": self.args.model, "dataset": self.data.name,
             "recipe": r.name, "world_size": self.engine.size, "per_worker_batch": r.per_worker_batch,
             "accumulation_steps": r.accumulation_steps, "global_batch": r.global_batch, "peak_lr": r.peak_lr,
             "optimizer": r.optimizer, "epochs": steps / r.steps_per_epoch, "steps": steps,
-            "threads_per_rank": self.engine.threads, "test_accuracy": last["test_accuracy"],
+            "threads_per_rank": self.engine.threads, "model_bytes": int(self.engine.flat_parameters().size * 4),
+            "test_accuracy": last["test_accuracy"],
             "test_loss": last["test_loss"], "train_loss": last["train_loss"],
             **throughput(self.step_records, images_per_step=r.per_worker_batch * r.accumulation_steps, skip=skip),
             "timing_skip": skip, "wall_time_s": time.perf_counter() - started, "complete": True,
