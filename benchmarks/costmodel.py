@@ -137,7 +137,8 @@ def step_time(model_bytes: float, compute_s: float, k: int, net: Network, *, alg
     if not compute_s > 0 or not 0 <= backward_fraction <= 1:
         raise ValueError(f"need compute_s > 0 and backward_fraction in [0, 1], got {compute_s!r}, {backward_fraction!r}")
     buckets = bucket_sizes(model_bytes, fusion_bytes)
-    ready = (1 - backward_fraction) * compute_s + backward_fraction * compute_s * np.cumsum(buckets) / model_bytes
+    # written so the last bucket is ready exactly at the end of backward (compute_s)
+    ready = compute_s - backward_fraction * compute_s * (1 - np.cumsum(buckets) / np.sum(buckets))
     end = comm = 0.0
     for size, ready_at in zip(buckets, ready):
         duration = allreduce_time(size, k, net, algorithm) + (cycle_s if k > 1 else 0.0)

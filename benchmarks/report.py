@@ -198,7 +198,7 @@ def write_report(run_dirs: list[str], out: str | Path, *, overwrite: bool = Fals
         busbw.to_csv(out / "busbw.csv", index=False)
         plot_busbw(busbw, out)
     link = measured_link(allreduce_runs) if allreduce_runs else None
-    if model and link and len(scaling) > 1:
+    if model and link and "error" not in link and len(scaling) > 1:
         hosts = max(len(r.get("hosts") or [1]) for r in scaling_runs)
         comparison = predicted_vs_measured(scaling, model, link, hosts)
         comparison.to_csv(out / "predicted.csv", index=False)

@@ -60,13 +60,21 @@ def plot_busbw(table, out: Path) -> Path:
 
 
 def measured_link(allreduce_runs: list[dict]) -> dict | None:
-    """α (s) and B (bytes/s) fitted to Horovod's times at the largest measured k > 1, or None."""
+    """α (s) and B (bytes/s) fitted to Horovod's times at the largest measured k > 1.
+
+    Returns:
+        ``alpha_s``, ``bandwidth``, ``world_size``, ``fusion_bytes``, ``cycle_ms``; or ``{"error": ...}``
+        when the times do not fit; None without a run at k > 1.
+    """
     runs = [r for r in allreduce_runs if r["world_size"] > 1]
     if not runs:
         return None
     run = max(runs, key=lambda r: r["world_size"])
     rows = [r for r in run["results"] if r["impl"] == "horovod"]
-    alpha, bandwidth = fit_link([r["size_bytes"] for r in rows], [r["time_s"] for r in rows], run["world_size"])
+    try:
+        alpha, bandwidth = fit_link([r["size_bytes"] for r in rows], [r["time_s"] for r in rows], run["world_size"])
+    except ValueError as exc:
+        return {"error": f"no link fitted from Horovod at k = {run['world_size']}: {exc} (measure larger sizes)"}
     return {"alpha_s": alpha, "bandwidth": bandwidth, "world_size": run["world_size"],
             "fusion_bytes": run.get("fusion_threshold_bytes", 128 * 2**20), "cycle_ms": run.get("cycle_time_ms", 1.0)}
 
@@ -114,7 +122,9 @@ def render(busbw, link, comparison, projection, target: ProjectionNetwork, model
                   "busbw = algbw · 2(k−1)/k (nccl-tests convention); time is the slowest rank's, median over "
                   "iterations. k = 1 has no communication (busbw 0).", "",
                   busbw.to_markdown(index=False, floatfmt=".4g"), "", "![busbw](busbw.png)", ""]
-    if link:
+    if link and "error" in link:
+        lines += [link["error"] + ".", ""]
+    elif link:
         lines += [f"Fitted link (ring model, Horovod, k = {link['world_size']}): α = {link['alpha_s'] * 1e6:.1f} µs, "
                   f"B = {link['bandwidth'] / 1e9:.3f} GB/s. α includes Horovod's cycle time "
                   f"({link['cycle_ms']:g} ms): a small tensor waits for the next cycle.", ""]

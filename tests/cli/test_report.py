@@ -84,3 +84,42 @@ def test_existing_report_is_not_overwritten_without_the_flag(tmp_path):
     assert proc.returncode == 2 and "--overwrite" in proc.stderr and (out / "report.md").read_text() == "mine"
     assert harness("report", str(run), "--out", str(out), "--overwrite").returncode == 0
     assert (out / "report.md").read_text() != "mine"
+
+
+def make_allreduce_run(base: Path, k: int) -> Path:
+    """An allreduce run whose Horovod times follow a ring with α = 50 µs and B = 2 GB/s."""
+    run = base / f"ar{k}"
+    run.mkdir(parents=True)
+    results = []
+    for size in (2**10, 2**14, 2**18, 2**22, 2**26):
+        t = 0.0 if k == 1 else 2 * (k - 1) * 50e-6 + 2 * (k - 1) / k * size / 2e9
+        t = max(t, 1e-6)
+        results.append({"kind": "allreduce", "rank": 0, "world_size": k, "impl": "horovod", "size_bytes": size,
+                        "time_s": t, "algbw_gbps": size / t / 1e9, "busbw_gbps": size / t / 1e9 * 2 * (k - 1) / k})
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    (run / "summary.json").write_text(json.dumps({"kind": "allreduce", "world_size": k, "results": results,
+                                                  "fusion_threshold_bytes": 2**27, "cycle_time_ms": 1.0}))
+    return run
+
+
+def test_full_report_with_busbw_fit_prediction_and_projection(tmp_path):
+    runs = [make_run(tmp_path, 1, 1000.0), make_run(tmp_path, 2, 1800.0)]
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "kind": "throughput", "model_bytes": 4 * 2**20,
+                                                      "step_time_s_per_rank": [0.1] * summary["world_size"],
+                                                      "step_time_s_spread": 0.0}))
+    ar = [make_allreduce_run(tmp_path, 1), make_allreduce_run(tmp_path, 2)]
+    out = tmp_path / "report"
+    proc = harness("report", *map(str, runs + ar), "--out", str(out), "--world-sizes", "8,64,256", "--inter-gbps", "25")
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "report.md").read_text()
+    assert "α = 50.0 µs, B = 2.000 GB/s" in text and "## Projection to 256 GPUs" in text
+    busbw = pd.read_csv(out / "busbw.csv")
+    assert len(busbw) == 10 and (busbw[busbw.world_size == 1].busbw_gbps == 0).all()
+    predicted = pd.read_csv(out / "predicted.csv")
+    assert predicted["measured_efficiency"].tolist() == pytest.approx([1.0, 0.9])
+    assert predicted["predicted_efficiency"].iloc[0] == 1.0 and 0 < predicted["predicted_efficiency"].iloc[1] <= 1
+    projection = pd.read_csv(out / "projection.csv")
+    assert projection["world_size"].tolist() == [8, 64, 256] and projection["efficiency"].iloc[0] == 1.0
+    assert (out / "busbw.png").exists() and pd.read_csv(out / "spread.csv")["spread"].tolist() == [0.0, 0.0]
