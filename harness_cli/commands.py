@@ -91,4 +91,11 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
-REGISTRY = [register_hostfile, register_train, register_report, register_bench]
+def register_experiment(sub: argparse._SubParsersAction) -> None:
+    """``harness experiment batch-scaling`` (see :mod:`harness_cli.experiment`)."""
+    from harness_cli.experiment import register
+
+    register(sub)
+
+
+REGISTRY = [register_hostfile, register_train, register_report, register_bench, register_experiment]

@@ -8,6 +8,7 @@ Data: one shuffle per epoch split over the k workers (:mod:`harness.sharding`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from harness import sharding
 from harness.datasets import load_fashion_mnist, synthetic
 from harness.recipe import PRESETS, Recipe
 from harness_cli.errors import UsageError
-from harness_cli.records import SUMMARY, RecordWriter, environment, prepare_out_dir, throughput
+from harness_cli.records import RECORDS, SUMMARY, RecordWriter, environment, prepare_out_dir, throughput
 
 BACKENDS = ("torch", "keras")
 DATASETS = ("fashion-mnist", "synthetic")
@@ -39,6 +40,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet-small", help="resnet-small, resnet50 or mlp")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
+    p.add_argument("--train-size", type=int, help="use the first N training images (default: all)")
+    p.add_argument("--test-size", type=int, help="evaluate on the first N test images (default: all)")
     p.add_argument("--per-worker-batch", type=int, help="n, images per worker per step (default: the recipe's)")
     p.add_argument("--epochs", type=float, help="training epochs (default: the recipe's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (records stay valid)")
@@ -53,8 +56,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_value(text: str):
+    """A ``--set`` value: int, then float (YAML 1.1 reads ``5e-4`` as a string), then YAML."""
     import yaml
 
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -100,9 +109,11 @@ def load_dataset(args: argparse.Namespace):
         return synthetic(train_size=4096 if args.model != "resnet50" else 512, test_size=256,
                          input_shape=shape, num_classes=1000 if args.model == "resnet50" else 10, seed=args.seed)
     try:
-        return load_fashion_mnist(args.data_dir)
+        data = load_fashion_mnist(args.data_dir)
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    return dataclasses.replace(data, x_train=data.x_train[:args.train_size], y_train=data.y_train[:args.train_size],
+                               x_test=data.x_test[:args.test_size], y_test=data.y_test[:args.test_size])
 
 
 def make_engine(backend: str, threads: int | None):
@@ -122,7 +133,7 @@ def _default_threads() -> int:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    for name in ("per_worker_batch", "max_steps", "threads"):
+    for name in ("per_worker_batch", "max_steps", "threads", "train_size", "test_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
