@@ -21,6 +21,7 @@ import numpy as np
 from benchmarks.report_comm import (ProjectionNetwork, busbw_table, measured_link, measured_model, plot_busbw,
                                     predicted_vs_measured, projection_table)
 from benchmarks.report_comm import render as render_comm
+from harness_cli.checkpoint import describe_failures, read_failures
 from harness_cli.errors import UsageError
 from harness_cli.records import RECORDS, SUMMARY, read_records
 
@@ -45,6 +46,9 @@ def load_run(run_dir: str | Path) -> dict:
         raise UsageError(f"{run_dir}: not a run directory")
     summary_path = run_dir / SUMMARY
     if not summary_path.exists():
+        failures = read_failures(run_dir)
+        if failures:
+            raise UsageError(f"{run_dir}: the run failed: {describe_failures(failures)}")
         hint = "records but no summary: the run failed or was interrupted" if (run_dir / RECORDS).exists() \
             else "no summary.json or records.jsonl: not a harness run directory"
         raise UsageError(f"{run_dir}: {hint}")

@@ -78,12 +78,14 @@ def read_idx(path: str | Path) -> np.ndarray:
 def find_fashion_mnist(directory: str | Path | None = None) -> Path:
     """The directory holding the four Fashion-MNIST files.
 
-    Looks in ``directory``, then ``$FASHION_MNIST_DIR``, then Debian's install locations.
+    Looks only in ``directory`` when one is given (a wrong path is an error, not a fallback);
+    otherwise in ``$FASHION_MNIST_DIR``, then Debian's install locations.
 
     Raises:
         FileNotFoundError: naming the places searched and how to install the data.
     """
-    candidates = [Path(d) for d in (directory, os.environ.get("FASHION_MNIST_DIR"), *DEFAULT_DIRS) if d]
+    places = (directory,) if directory else (os.environ.get("FASHION_MNIST_DIR"), *DEFAULT_DIRS)
+    candidates = [Path(d) for d in places if d]
     for base in candidates:
         if all((base / name).exists() for name in FILES.values()):
             return base

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,18 @@ def _positive(name: str, value, minimum: int = 1):
     if value is None or value < minimum:
         raise UsageError(f"--{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _apply_horovod_knobs(args: argparse.Namespace) -> None:
+    """Set HOROVOD_FUSION_THRESHOLD / HOROVOD_CYCLE_TIME from flags; Horovod reads them at init."""
+    if args.fusion_threshold_mb is not None:
+        if args.fusion_threshold_mb < 0:
+            raise UsageError(f"--fusion-threshold-mb must be >= 0, got {args.fusion_threshold_mb}")
+        os.environ["HOROVOD_FUSION_THRESHOLD"] = str(int(args.fusion_threshold_mb * 2**20))
+    if args.cycle_time_ms is not None:
+        if args.cycle_time_ms < 0:
+            raise UsageError(f"--cycle-time-ms must be >= 0, got {args.cycle_time_ms}")
+        os.environ["HOROVOD_CYCLE_TIME"] = str(args.cycle_time_ms)
 
 
 def _claim_out_dir(engine_or_hvd, rank: int, args: argparse.Namespace) -> Path:
@@ -45,6 +58,7 @@ def bench_throughput(args: argparse.Namespace) -> int:
     _positive("warmup-steps", args.warmup_steps, 0)
     if args.steps < args.batches_per_iter:
         raise UsageError(f"--steps ({args.steps}) must be >= --batches-per-iter ({args.batches_per_iter})")
+    _apply_horovod_knobs(args)
     engine = make_engine(args.backend, args.threads)
     out = _claim_out_dir(engine, engine.rank, args)
     try:
@@ -77,12 +91,11 @@ def bench_allreduce(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--sizes: {exc}") from None
     _positive("iters", args.iters)
+    _apply_horovod_knobs(args)
     hvd.init()
     out = _claim_out_dir(hvd, hvd.rank(), args)
     records = run_allreduce(sizes, iters=args.iters, warmup=args.warmup, peer=not args.no_peer)
     if hvd.rank() == 0:
-        import os
-
         knobs = {name: os.environ.get(name, default) for name, default in HOROVOD_DEFAULTS.items()}
         summary = {"kind": "allreduce", "world_size": hvd.size(), "sizes_bytes": sizes,
                    "controller": "gloo" if hvd.gloo_enabled() else "mpi",
@@ -174,6 +187,12 @@ def project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _knob_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fusion-threshold-mb", type=float,
+                        help="HOROVOD_FUSION_THRESHOLD in MiB (Horovod 0.28.1 default: 128; 0 disables fusion)")
+    parser.add_argument("--cycle-time-ms", type=float, help="HOROVOD_CYCLE_TIME in ms (default: 1)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``bench``, ``sweep`` and ``project`` to the ``harness`` parser."""
     from benchmarks.costmodel import ALGORITHMS
@@ -188,6 +207,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tp.add_argument("--steps", type=int, default=50)
     tp.add_argument("--batches-per-iter", type=int, default=10, help="steps per iteration for mean ± CI")
     tp.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
+    _knob_flags(tp)
     tp.add_argument("--out", required=True, metavar="DIR")
     tp.add_argument("--overwrite", action="store_true")
     tp.set_defaults(func=bench_throughput)
@@ -197,6 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ar.add_argument("--iters", type=int, default=20, help="timed iterations per size (fewer for large sizes)")
     ar.add_argument("--warmup", type=int, default=3)
     ar.add_argument("--no-peer", action="store_true", help="skip the torch.distributed Gloo measurement")
+    _knob_flags(ar)
     ar.add_argument("--out", required=True, metavar="DIR")
     ar.add_argument("--overwrite", action="store_true")
     ar.set_defaults(func=bench_allreduce)

@@ -7,12 +7,14 @@ a traceback means a bug in this project.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from harness_cli import commands
-from harness_cli.errors import UsageError
+from harness_cli.errors import RunFailure, UsageError
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,14 +33,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _launched_rank() -> int:
+    """This process's rank under horovodrun or mpirun (0 when run alone)."""
+    for name in ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def _say(line: str) -> None:
+    """Print an error once per job: every rank reaches the same verdict, rank 0 reports it."""
+    if _launched_rank() == 0:
+        print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``harness`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        _say(f"harness: error: {exc}")
         return EXIT_USAGE
+    except RunFailure as exc:
+        _say(f"harness: error: {exc}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from harness import sharding
 from harness.datasets import load_fashion_mnist, synthetic
+from harness.errors import NonFiniteError
 from harness.recipe import PRESETS, Recipe
-from harness_cli.errors import UsageError
-from harness_cli.records import RECORDS, SUMMARY, RecordWriter, environment, prepare_out_dir, throughput
+from harness_cli.checkpoint import (CHECKPOINT, describe_failures, is_peer_shutdown, load_checkpoint, parse_fault,
+                                    read_failures, resume_problem)
+from harness_cli.errors import RunFailure, UsageError
+from harness_cli.records import SUMMARY, prepare_out_dir
+from harness_cli.trainer import Trainer
 
 BACKENDS = ("torch", "keras")
 DATASETS = ("fashion-mnist", "synthetic")
@@ -53,6 +51,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="allow an --out directory that has files")
     p.add_argument("--save-params", action="store_true",
                    help="write the final parameters, flattened, to DIR/params.npy (float64)")
+    p.add_argument("--checkpoint-steps", type=int, default=0, metavar="N",
+                   help="rank 0 writes DIR/checkpoint.pkl every N steps (atomically)")
+    p.add_argument("--checkpoint-epochs", type=int, default=0, metavar="N", help="... and every N epochs")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint.pkl with the same LR, step and shard order")
+    p.add_argument("--nonfinite", choices=("stop", "skip"), default="stop",
+                   help="a NaN/Inf averaged gradient: stop with an error (default) or skip the step and count it")
 
 
 def _parse_value(text: str):
@@ -116,15 +121,15 @@ def load_dataset(args: argparse.Namespace):
                                x_test=data.x_test[:args.test_size], y_test=data.y_test[:args.test_size])
 
 
-def make_engine(backend: str, threads: int | None):
+def make_engine(backend: str, threads: int | None, nonfinite: str = "stop"):
     """Import and start the backend's engine (initialises Horovod)."""
     if backend == "torch":
         from backends.torch.engine import TorchEngine
 
-        return TorchEngine(threads=threads)
+        return TorchEngine(threads=threads, nonfinite=nonfinite)
     from backends.keras.engine import KerasEngine
 
-    return KerasEngine(threads=threads)
+    return KerasEngine(threads=threads, nonfinite=nonfinite)
 
 
 def _default_threads() -> int:
@@ -137,125 +142,84 @@ def _check_flags(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.timing_skip < 0:
-        raise UsageError(f"--timing-skip must be >= 0, got {args.timing_skip}")
+    for name in ("timing_skip", "checkpoint_steps", "checkpoint_epochs"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    try:
+        parse_fault(os.environ.get("HARNESS_FAULT"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _read_checkpoint(out: Path) -> tuple[dict | None, dict | None, str | None]:
+    """Rank 0's view of ``--resume``: (meta, state, problem)."""
+    path = out / CHECKPOINT
+    if not path.exists():
+        return None, None, f"--resume: no {CHECKPOINT} in {out}"
+    try:
+        meta, state = load_checkpoint(path)
+    except (OSError, ValueError) as exc:
+        return None, None, f"--resume: {exc}"
+    return meta, state, None
+
+
+def _claim(engine, args: argparse.Namespace, out: Path, recipe: Recipe):
+    """Check the run directory (and read the checkpoint) on rank 0; every rank gets the verdict."""
+    meta = state = None
+    if engine.rank == 0:
+        if args.resume:
+            meta, state, problem = _read_checkpoint(out)
+            if meta and not problem:
+                problem = resume_problem(meta, recipe=recipe.to_dict(), backend=engine.name, model=args.model,
+                                         world_size=engine.size, seed=args.seed)
+                if not problem and meta["step"] >= min(args.max_steps or recipe.total_steps, recipe.total_steps):
+                    problem = f"--resume: the checkpoint is already at step {meta['step']}, the end of this run"
+        else:
+            problem = prepare_out_dir(out, args.overwrite)
+    else:
+        problem = None
+    problem = engine.broadcast_object(problem)
+    if problem:
+        raise UsageError(problem)
+    return engine.broadcast_object(meta), engine.broadcast_object(state) if args.resume else None
+
+
+def _peer_failure(engine, out: Path, exc: BaseException) -> RunFailure:
+    """A collective failed because another rank stopped: name it from its failure marker if we can."""
+    for _ in range(20):
+        markers = read_failures(out, exclude_rank=engine.rank)
+        if markers:
+            return RunFailure(describe_failures(markers))
+        time.sleep(0.25)
+    return RunFailure(f"another rank stopped ({type(exc).__name__}); the launcher's output names it")
 
 
 def run_train(args: argparse.Namespace) -> int:
     """``harness train``: returns the exit code; user mistakes raise :class:`UsageError`."""
     _check_flags(args)
     data = load_dataset(args)
-    engine = make_engine(args.backend, args.threads or _default_threads())
+    engine = make_engine(args.backend, args.threads or _default_threads(), args.nonfinite)
     recipe = resolve_recipe(args, world_size=engine.size, dataset_size=len(data.y_train))
     out = Path(args.out)
-    problem = engine.broadcast_object(prepare_out_dir(out, args.overwrite) if engine.rank == 0 else None)
-    if problem:
-        raise UsageError(problem)
+    meta, state = _claim(engine, args, out, recipe)
     try:
         engine.build(recipe, model=args.model, input_shape=data.input_shape, num_classes=data.num_classes,
                      seed=args.seed, fp16_allreduce=args.fp16_allreduce)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    summary = Trainer(engine, recipe, data, args, out).run()
+    start = None
+    if meta:
+        engine.set_state(state)
+        start = {key: meta[key] for key in ("step", "epoch", "batch")}
+    try:
+        summary = Trainer(engine, recipe, data, args, out, start).run()
+    except NonFiniteError as exc:
+        raise RunFailure(f"{exc} (--nonfinite stop; --nonfinite skip skips such steps and counts them)") from None
+    except Exception as exc:
+        if is_peer_shutdown(exc):
+            raise _peer_failure(engine, out, exc) from None
+        raise
     if engine.rank == 0:
         print(f"test accuracy {summary['test_accuracy']:.4f} | {summary['images_per_second']:.0f} images/s "
               f"on {summary['world_size']} workers | {out / SUMMARY}")
     return 0
-
-
-class Trainer:
-    """The epoch/step loop; every rank runs it, rank 0 writes."""
-
-    def __init__(self, engine, recipe: Recipe, data, args: argparse.Namespace, out: Path):
-        self.engine, self.recipe, self.data, self.args, self.out = engine, recipe, data, args, out
-        self.writer = RecordWriter(out / RECORDS if engine.rank == 0 else None)
-        self.base = {"rank": engine.rank, "world_size": engine.size}
-        self.step_records: list[dict] = []  # every rank's steps, gathered each epoch
-
-    def run(self) -> dict:
-        """Train, evaluate every epoch, write records and ``summary.json``; return the summary."""
-        r, args, engine = self.recipe, self.args, self.engine
-        self.writer.write([{"kind": "run", **self.base, "backend": engine.name, "model": args.model,
-                            "dataset": self.data.name, "seed": args.seed, "threads_per_rank": engine.threads,
-                            "fp16_allreduce": args.fp16_allreduce, "recipe": r.to_dict(),
-                            "global_batch": r.global_batch, "peak_lr": r.peak_lr,
-                            "horovod": engine.horovod_settings(),
-                            "hosts": sorted(set(engine.allgather_object(environment()["host"]))), **environment()}])
-        step, started, epoch_records = 0, time.perf_counter(), []
-        max_steps = min(args.max_steps or r.total_steps, r.total_steps)
-        epochs = int(np.ceil(max_steps / r.steps_per_epoch))
-        progress = self._progress(max_steps)
-        for epoch in range(epochs):
-            epoch_steps, losses = [], []
-            for batch in self._epoch_batches(epoch):
-                if step >= max_steps:
-                    break
-                lr = engine.lr
-                t0 = time.perf_counter()
-                loss = engine.train_step(batch)
-                elapsed = time.perf_counter() - t0
-                epoch_steps.append({"kind": "step", **self.base, "step": step, "epoch": epoch, "loss": loss,
-                                    "lr": lr, "step_time_s": elapsed, "images": r.per_worker_batch * r.accumulation_steps})
-                losses.append(loss)
-                step += 1
-                progress.update(1)
-                progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}", lr=f"{lr:.4f}")
-            epoch_records.append(self._end_epoch(epoch, epoch_steps, losses, started))
-        progress.close()
-        summary = {**self._summary(epoch_records, step, started), **self._parameter_check()}
-        if engine.rank == 0:
-            (self.out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-        self.writer.close()
-        return summary
-
-    def _progress(self, total: int):
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=f"train k={self.engine.size}", unit="step", file=sys.stderr,
-                    disable=self.engine.rank != 0 or not sys.stderr.isatty() and not os.environ.get("HARNESS_PROGRESS"))
-
-    def _epoch_batches(self, epoch: int):
-        r, x, y = self.recipe, self.data.x_train, self.data.y_train
-        shard = sharding.epoch_indices(len(y), epoch=epoch, seed=self.args.seed, rank=self.engine.rank,
-                                       world_size=self.engine.size)
-        for idx in sharding.batches(shard, r.per_worker_batch * r.accumulation_steps):
-            yield [(x[part], y[part]) for part in np.split(idx, r.accumulation_steps)]
-
-    def _end_epoch(self, epoch: int, epoch_steps: list[dict], losses: list[float], started: float) -> dict:
-        engine, x, y = self.engine, self.data.x_test, self.data.y_test
-        rank_slice = slice(engine.rank, None, engine.size)
-        loss_sum, correct, count = engine.allreduce_sum(engine.evaluate(x[rank_slice], y[rank_slice]))
-        train = engine.allreduce_sum(np.array([sum(losses), len(losses)]))
-        record = {"kind": "epoch", **self.base, "epoch": epoch, "train_loss": float(train[0] / max(train[1], 1)),
-                  "test_loss": float(loss_sum / count), "test_accuracy": float(correct / count),
-                  "wall_s": time.perf_counter() - started}
-        gathered = [s for rank_steps in engine.allgather_object(epoch_steps) for s in rank_steps]
-        self.step_records += gathered
-        self.writer.write(gathered + [record])
-        if engine.rank == 0:
-            print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, test loss {record['test_loss']:.4f}, "
-                  f"test accuracy {record['test_accuracy']:.4f}", file=sys.stderr, flush=True)
-        return record
-
-    def _parameter_check(self) -> dict:
-        """Hash every rank's parameters: data-parallel ranks must hold identical weights."""
-        params = self.engine.flat_parameters()
-        digests = self.engine.allgather_object(hashlib.sha256(params.tobytes()).hexdigest()[:16])
-        if self.args.save_params and self.engine.rank == 0:
-            np.save(self.out / "params.npy", params)
-        return {"parameters_sha256_per_rank": digests, "ranks_in_sync": len(set(digests)) == 1}
-
-    def _summary(self, epoch_records: list[dict], steps: int, started: float) -> dict:
-        r, last = self.recipe, epoch_records[-1]
-        skip = min(self.args.timing_skip, max(steps - 1, 0))
-        return {
-            "kind": "train", "backend": self.engine.name, "model": self.args.model, "dataset": self.data.name,
-            "recipe": r.name, "world_size": self.engine.size, "per_worker_batch": r.per_worker_batch,
-            "accumulation_steps": r.accumulation_steps, "global_batch": r.global_batch, "peak_lr": r.peak_lr,
-            "optimizer": r.optimizer, "epochs": steps / r.steps_per_epoch, "steps": steps,
-            "threads_per_rank": self.engine.threads, "model_bytes": int(self.engine.flat_parameters().size * 4),
-            "test_accuracy": last["test_accuracy"],
-            "test_loss": last["test_loss"], "train_loss": last["train_loss"],
-            **throughput(self.step_records, images_per_step=r.per_worker_batch * r.accumulation_steps, skip=skip),
-            "timing_skip": skip, "wall_time_s": time.perf_counter() - started, "complete": True,
-        }

@@ -31,3 +31,20 @@ def run_launched(cmd: list[str], *, timeout: float = 240, cwd: Path = ROOT, **en
 @pytest.fixture
 def launched():
     return run_launched
+
+
+MLP_TRAIN = ["--model", "mlp", "--max-steps", "6", "--threads", "1", "--save-params", "--timing-skip", "1"]
+
+
+def train_mlp(out: Path, np_: int, n: int, *extra: str, backend: str = "torch", launcher: str = "horovodrun",
+              **where) -> dict:
+    """``harness train`` of the BN-free mlp for 6 steps under a launcher; returns its summary."""
+    import json
+
+    from harness_cli.launch import launch_command
+
+    argv = [sys.executable, "-m", "harness_cli", "train", "--backend", backend, *MLP_TRAIN, "--per-worker-batch",
+            str(n), "--out", str(out), *extra]
+    proc = run_launched(launch_command(argv, launcher=launcher, np=np_, **(where or {"hosts": f"localhost:{np_}"})))
+    assert proc.returncode == 0, proc.output
+    return json.loads((out / "summary.json").read_text())

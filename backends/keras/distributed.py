@@ -35,10 +35,21 @@ class _HorovodAllreduce:
         self.compression = compression or hvd.Compression.none
 
     def apply(self, grads, trainable_variables=None):
-        """Allreduce-average ``grads``, then apply them as the wrapped optimizer does."""
+        """Allreduce-average ``grads``, then apply them as the wrapped optimizer does, if finite.
+
+        Returns:
+            A boolean tensor: whether the averaged gradients were finite and the update applied.
+            A non-finite step changes no variable (iterations, hence the LR schedule, included).
+        """
         if hvd.size() > 1:
             grads = hvd.grouped_allreduce(list(grads), op=hvd.Average, compression=self.compression)
-        return super().apply(grads, trainable_variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+        def update():
+            super(_HorovodAllreduce, self).apply(grads, trainable_variables)
+            return tf.constant(True)
+
+        return tf.cond(finite, update, lambda: tf.constant(False))
 
 
 class DistributedMomentumSGD(_HorovodAllreduce, MomentumSGD):

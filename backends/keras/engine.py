@@ -21,6 +21,7 @@ import horovod.tensorflow as hvd  # noqa: E402
 from backends.keras.distributed import DistributedLARS, DistributedMomentumSGD, broadcast_variables  # noqa: E402
 from backends.keras.models import build_model  # noqa: E402
 from backends.keras.schedule import RecipeSchedule  # noqa: E402
+from harness.errors import NonFiniteError  # noqa: E402
 from harness.recipe import Recipe  # noqa: E402
 
 
@@ -49,8 +50,9 @@ class KerasEngine:
 
     name = "keras"
 
-    def __init__(self, *, threads: int | None = None):
+    def __init__(self, *, threads: int | None = None, nonfinite: str = "stop"):
         hvd.init()
+        self.nonfinite, self.nonfinite_skipped = nonfinite, 0
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -98,7 +100,11 @@ class KerasEngine:
             total_loss += float(loss)
             summed = list(grads) if summed is None else [a + b for a, b in zip(summed, grads)]
         scale = 1.0 / len(micro_batches)
-        self._apply([g * scale for g in summed] if len(micro_batches) > 1 else summed)
+        applied = self._apply([g * scale for g in summed] if len(micro_batches) > 1 else summed)
+        if not bool(applied):
+            if self.nonfinite == "stop":
+                raise NonFiniteError("non-finite gradient: the step was not applied")
+            self.nonfinite_skipped += 1
         return total_loss * scale
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
@@ -130,6 +136,21 @@ class KerasEngine:
     def horovod_settings(self) -> dict:
         """The Horovod knobs in force on this rank, for records."""
         return {"controller": "gloo" if hvd.gloo_enabled() else "mpi", "nccl_built": bool(hvd.nccl_built())}
+
+    def get_state(self) -> dict:
+        """Model and optimizer variables (momentum buffers, iterations) as numpy: a picklable dict."""
+        return {"model": [np.asarray(v) for v in self.model.variables],
+                "optimizer": [np.asarray(v) for v in self.optimizer.variables],
+                "nonfinite_skipped": self.nonfinite_skipped}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s dict (after :meth:`build`)."""
+        for variables, values in ((self.model.variables, state["model"]), (self.optimizer.variables, state["optimizer"])):
+            if len(variables) != len(values):
+                raise ValueError(f"checkpoint holds {len(values)} variables, the model has {len(variables)}")
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        self.nonfinite_skipped = int(state["nonfinite_skipped"])
 
     def shutdown(self) -> None:
         """Release Horovod."""

@@ -19,6 +19,7 @@ from backends.torch.models import build_model
 from backends.torch.optim import LARS
 from backends.torch.params import param_groups, zero_gamma_init
 from backends.torch.schedule import RecipeLR
+from harness.errors import NonFiniteError
 from harness.recipe import Recipe
 
 
@@ -32,8 +33,9 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, *, threads: int | None = None):
+    def __init__(self, *, threads: int | None = None, nonfinite: str = "stop"):
         hvd.init()
+        self.nonfinite, self.nonfinite_skipped = nonfinite, 0
         if threads:
             torch.set_num_threads(threads)
         self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
@@ -87,10 +89,26 @@ class TorchEngine:
             loss = F.cross_entropy(self.model(torch.from_numpy(x)), torch.from_numpy(y)) / len(micro_batches)
             loss.backward()
             total += loss.detach()
-        self.optimizer.step()
+        self.optimizer.synchronize()  # the averaged gradient: identical on every rank
+        if not self._gradients_finite():
+            self.optimizer.zero_grad()
+            self._skip_nonfinite()
+            return float(total)
+        with self.optimizer.skip_synchronize():
+            self.optimizer.step()
         self.optimizer.zero_grad()
         self.scheduler.step()
         return float(total)
+
+    def _gradients_finite(self) -> bool:
+        """One host sync per step: are all averaged gradients finite?"""
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    def _skip_nonfinite(self) -> None:
+        if self.nonfinite == "stop":
+            raise NonFiniteError("non-finite gradient: the step was not applied")
+        self.nonfinite_skipped += 1
 
     @torch.no_grad()
     def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
@@ -124,6 +142,20 @@ class TorchEngine:
     def horovod_settings(self) -> dict:
         """The Horovod knobs in force on this rank, for records."""
         return {"controller": "gloo" if hvd.gloo_enabled() else "mpi", "nccl_built": bool(hvd.nccl_built())}
+
+    def get_state(self) -> dict:
+        """Model, optimizer (momentum/LARS buffers), scheduler step and RNG: a picklable dict."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "nonfinite_skipped": self.nonfinite_skipped}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s dict (after :meth:`build`)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.nonfinite_skipped = int(state["nonfinite_skipped"])
 
     def shutdown(self) -> None:
         """Release Horovod."""

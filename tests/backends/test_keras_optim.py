@@ -141,3 +141,16 @@ def test_keras_and_torch_give_the_same_loss_trajectory(optimizer):
         keras_losses.append(float(kloss))
     np.testing.assert_allclose(keras_losses, torch_losses, rtol=1e-4)
     assert torch_losses[-1] < torch_losses[0]
+
+
+def test_keras_models():
+    from backends.keras.models import build_model
+
+    assert build_model("resnet50", input_shape=(224, 224, 3), num_classes=1000).count_params() == 25_636_712
+    small = build_model("resnet-small")
+    assert [layer.name for layer in small.layers if layer.name.endswith("bn_last")] == \
+        ["stage1_bn_last", "stage2_bn_last", "stage3_bn_last"]
+    assert all(float(np.abs(np.asarray(small.get_layer(n).gamma)).sum()) == 0.0
+               for n in ("stage1_bn_last", "stage2_bn_last", "stage3_bn_last"))
+    with pytest.raises(ValueError, match="model must be one of"):
+        build_model("vgg16")

@@ -1,6 +1,5 @@
 """The Keras backend under real launchers: ranks in sync, k×n ≡ 1×kn, and model.fit with our callbacks."""
 
-import json
 import re
 import sys
 
@@ -8,32 +7,23 @@ import numpy as np
 import pytest
 
 from harness_cli.launch import launch_command
+from tests.conftest import train_mlp
 
 pytestmark = pytest.mark.parallel
-HARNESS = [sys.executable, "-m", "harness_cli", "train", "--backend", "keras"]
-MLP = ["--model", "mlp", "--max-steps", "6", "--threads", "1", "--save-params", "--timing-skip", "1"]
-
-
-def _train(launched, out, np_, n, *extra, launcher="horovodrun", **where):
-    cmd = launch_command([*HARNESS, *MLP, "--per-worker-batch", str(n), "--out", str(out), *extra],
-                         launcher=launcher, np=np_, **(where or {"hosts": f"localhost:{np_}"}))
-    proc = launched(cmd)
-    assert proc.returncode == 0, proc.output
-    return json.loads((out / "summary.json").read_text())
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])
 def test_two_keras_workers_of_n_equal_one_of_2n(tmp_path, launched, optimizer):
-    two = _train(launched, tmp_path / "k2", 2, 16, "--set", f"optimizer={optimizer}")
-    one = _train(launched, tmp_path / "k1", 1, 32, "--set", f"optimizer={optimizer}")
+    two = train_mlp(tmp_path / "k2", 2, 16, "--set", f"optimizer={optimizer}", backend="keras")
+    one = train_mlp(tmp_path / "k1", 1, 32, "--set", f"optimizer={optimizer}", backend="keras")
     assert two["ranks_in_sync"] and two["backend"] == "keras"
     np.testing.assert_allclose(np.load(tmp_path / "k2" / "params.npy"), np.load(tmp_path / "k1" / "params.npy"),
                                rtol=1e-5, atol=1e-5)
 
 
 def test_keras_under_mpirun_with_accumulation(tmp_path, launched):
-    summary = _train(launched, tmp_path / "mpi", 2, 8, "--set", "accumulation_steps=2", launcher="mpirun",
-                     hostfile="hostfiles/localhost")
+    summary = train_mlp(tmp_path / "mpi", 2, 8, "--set", "accumulation_steps=2", launcher="mpirun",
+                        hostfile="hostfiles/localhost", backend="keras")
     assert summary["ranks_in_sync"] and summary["global_batch"] == 32 and summary["steps"] == 6
 
 

@@ -7,25 +7,17 @@ import numpy as np
 import pytest
 
 from harness_cli.launch import launch_command
+from tests.conftest import train_mlp
 
 pytestmark = pytest.mark.parallel
 HARNESS = [sys.executable, "-m", "harness_cli", "train"]
 # mlp has no BatchNorm, so k workers × n and 1 worker × kn compute the same gradient.
-MLP = ["--model", "mlp", "--max-steps", "6", "--threads", "1", "--save-params", "--timing-skip", "1"]
-
-
-def _train(launched, out, np_, n, *extra, launcher="horovodrun", **where):
-    cmd = launch_command([*HARNESS, *MLP, "--per-worker-batch", str(n), "--out", str(out), *extra],
-                         launcher=launcher, np=np_, **({"hosts": f"localhost:{np_}"} | where))
-    proc = launched(cmd)
-    assert proc.returncode == 0, proc.output
-    return json.loads((out / "summary.json").read_text())
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])
 def test_two_workers_of_n_equal_one_worker_of_2n(tmp_path, launched, optimizer):
-    two = _train(launched, tmp_path / "k2", 2, 16, "--set", f"optimizer={optimizer}")
-    one = _train(launched, tmp_path / "k1", 1, 32, "--set", f"optimizer={optimizer}")
+    two = train_mlp(tmp_path / "k2", 2, 16, "--set", f"optimizer={optimizer}")
+    one = train_mlp(tmp_path / "k1", 1, 32, "--set", f"optimizer={optimizer}")
     assert two["ranks_in_sync"] and len(two["parameters_sha256_per_rank"]) == 2
     assert (two["global_batch"], one["global_batch"]) == (32, 32) and two["peak_lr"] == one["peak_lr"]
     np.testing.assert_allclose(np.load(tmp_path / "k2" / "params.npy"), np.load(tmp_path / "k1" / "params.npy"),
@@ -56,3 +48,13 @@ def test_mpirun_with_hostfile_completes_five_steps(tmp_path, launched):
     assert proc.returncode == 0, proc.output
     summary = json.loads((tmp_path / "mpi" / "summary.json").read_text())
     assert summary["steps"] == 5 and summary["world_size"] == 2 and summary["ranks_in_sync"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_fp16_allreduce_trains_and_stays_close_to_fp32(tmp_path, backend):
+    fp16 = train_mlp(tmp_path / "fp16", 2, 16, "--fp16-allreduce", backend=backend)
+    fp32 = train_mlp(tmp_path / "fp32", 2, 16, backend=backend)
+    assert fp16["ranks_in_sync"]
+    a, b = np.load(tmp_path / "fp16" / "params.npy"), np.load(tmp_path / "fp32" / "params.npy")
+    assert not np.array_equal(a, b)  # the compression really ran
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-2)

@@ -1,0 +1,178 @@
+"""The framework-free training loop behind ``harness train``: every rank runs it, rank 0 writes.
+
+Per step: fault injection (testing only), the engine's step, a record. Per epoch: evaluation on the
+test set split over ranks, every rank's step records gathered to rank 0. Checkpoints every N steps
+and/or epochs (:mod:`harness_cli.checkpoint`); ``--resume`` continues from one with the same LR,
+step and shard order, so an interrupted and resumed run ends with the parameters of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness import sharding
+from harness.recipe import Recipe
+from harness_cli.checkpoint import CHECKPOINT, inject, is_peer_shutdown, parse_fault, save_checkpoint, write_failure
+from harness_cli.records import RECORDS, SUMMARY, RecordWriter, environment, throughput
+
+
+class Trainer:
+    """The epoch/step loop.
+
+    Args:
+        engine: a started and built backend engine.
+        recipe: the validated recipe (k from Horovod).
+        data: a :class:`harness.datasets.Dataset`.
+        args: ``harness train``'s parsed flags.
+        out: the run directory.
+        start: where to begin: ``{"step", "epoch", "batch"}`` (from a checkpoint), or None.
+    """
+
+    def __init__(self, engine, recipe: Recipe, data, args: argparse.Namespace, out: Path, start: dict | None = None):
+        self.engine, self.recipe, self.data, self.args, self.out = engine, recipe, data, args, out
+        self.writer = RecordWriter(out / RECORDS if engine.rank == 0 else None)
+        self.base = {"rank": engine.rank, "world_size": engine.size}
+        self.step_records: list[dict] = []  # every rank's steps, gathered each epoch
+        self.start = start or {"step": 0, "epoch": 0, "batch": 0}
+        self.step = self.start["step"]
+        self.fault = parse_fault(os.environ.get("HARNESS_FAULT"))
+
+    def run(self) -> dict:
+        """Train, evaluate every epoch, write records and ``summary.json``; return the summary.
+
+        A failure on this rank leaves ``failure-rank<R>.json`` in the run directory, then re-raises.
+        """
+        try:
+            return self._run()
+        except BaseException as exc:
+            if not is_peer_shutdown(exc):  # the peer that stopped leaves its own marker
+                write_failure(self.out, self.engine.rank, self.step, exc)
+            raise
+        finally:
+            self.writer.close()
+
+    def _run(self) -> dict:
+        r, engine = self.recipe, self.engine
+        self._write_run_record()
+        started, epoch_records = time.perf_counter(), []
+        max_steps = self.max_steps
+        progress = self._progress(max_steps)
+        for epoch in range(self.start["epoch"], int(np.ceil(max_steps / r.steps_per_epoch))):
+            epoch_steps, losses = [], []
+            first = self.start["batch"] if epoch == self.start["epoch"] else 0
+            for index, batch in enumerate(self._epoch_batches(epoch)):
+                if index < first:
+                    continue
+                if self.step >= max_steps:
+                    break
+                epoch_steps.append(self._one_step(epoch, batch))
+                losses.append(epoch_steps[-1]["loss"])
+                progress.update(1)
+                if self.args.checkpoint_steps and self.step % self.args.checkpoint_steps == 0:
+                    self._checkpoint(epoch, index + 1)
+            epoch_records.append(self._end_epoch(epoch, epoch_steps, losses, started))
+            if self.args.checkpoint_epochs and (epoch + 1) % self.args.checkpoint_epochs == 0:
+                self._checkpoint(epoch + 1, 0)
+        progress.close()
+        summary = {**self._summary(epoch_records, started), **self._parameter_check()}
+        if engine.rank == 0:
+            (self.out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    @property
+    def max_steps(self) -> int:
+        """The step to stop at: ``--max-steps`` or the recipe's total."""
+        return min(self.args.max_steps or self.recipe.total_steps, self.recipe.total_steps)
+
+    def _one_step(self, epoch: int, batch: list) -> dict:
+        batch = inject(self.fault, self.engine.rank, self.step, batch)
+        lr = self.engine.lr
+        t0 = time.perf_counter()
+        loss = self.engine.train_step(batch)
+        record = {"kind": "step", **self.base, "step": self.step, "epoch": epoch, "loss": loss, "lr": lr,
+                  "step_time_s": time.perf_counter() - t0,
+                  "images": self.recipe.per_worker_batch * self.recipe.accumulation_steps}
+        self.step += 1
+        return record
+
+    def _write_run_record(self) -> None:
+        r, args, engine = self.recipe, self.args, self.engine
+        hosts = sorted(set(engine.allgather_object(environment()["host"])))
+        kind = "resume" if self.start["step"] else "run"
+        self.writer.write([{"kind": kind, **self.base, "backend": engine.name, "model": args.model,
+                            "dataset": self.data.name, "seed": args.seed, "threads_per_rank": engine.threads,
+                            "fp16_allreduce": args.fp16_allreduce, "nonfinite": args.nonfinite, "recipe": r.to_dict(),
+                            "global_batch": r.global_batch, "peak_lr": r.peak_lr, "start_step": self.start["step"],
+                            "horovod": engine.horovod_settings(), "hosts": hosts, **environment()}])
+
+    def _checkpoint(self, epoch: int, batch: int) -> None:
+        """Rank 0 writes where the next step starts; all ranks hold the same weights."""
+        if self.engine.rank != 0:
+            return
+        meta = {"step": self.step, "epoch": epoch, "batch": batch, "recipe": self.recipe.to_dict(),
+                "seed": self.args.seed, "backend": self.engine.name, "model": self.args.model,
+                "world_size": self.engine.size, "dataset": self.data.name, "train_size": len(self.data.y_train)}
+        save_checkpoint(self.out / CHECKPOINT, meta, self.engine.get_state())
+
+    def _progress(self, total: int):
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=self.step, desc=f"train k={self.engine.size}", unit="step", file=sys.stderr,
+                    disable=self.engine.rank != 0 or not sys.stderr.isatty() and not os.environ.get("HARNESS_PROGRESS"))
+
+    def _epoch_batches(self, epoch: int):
+        r, x, y = self.recipe, self.data.x_train, self.data.y_train
+        shard = sharding.epoch_indices(len(y), epoch=epoch, seed=self.args.seed, rank=self.engine.rank,
+                                       world_size=self.engine.size)
+        for idx in sharding.batches(shard, r.per_worker_batch * r.accumulation_steps):
+            yield [(x[part], y[part]) for part in np.split(idx, r.accumulation_steps)]
+
+    def _end_epoch(self, epoch: int, epoch_steps: list[dict], losses: list[float], started: float) -> dict:
+        engine, x, y = self.engine, self.data.x_test, self.data.y_test
+        rank_slice = slice(engine.rank, None, engine.size)
+        loss_sum, correct, count = engine.allreduce_sum(engine.evaluate(x[rank_slice], y[rank_slice]))
+        train = engine.allreduce_sum(np.array([sum(losses), len(losses)]))
+        record = {"kind": "epoch", **self.base, "epoch": epoch, "train_loss": float(train[0] / max(train[1], 1)),
+                  "test_loss": float(loss_sum / count), "test_accuracy": float(correct / count),
+                  "wall_s": time.perf_counter() - started}
+        gathered = [s for rank_steps in engine.allgather_object(epoch_steps) for s in rank_steps]
+        self.step_records += gathered
+        self.writer.write(gathered + [record])
+        if engine.rank == 0:
+            print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, test loss {record['test_loss']:.4f}, "
+                  f"test accuracy {record['test_accuracy']:.4f}", file=sys.stderr, flush=True)
+        return record
+
+    def _parameter_check(self) -> dict:
+        """Hash every rank's parameters: data-parallel ranks must hold identical weights."""
+        params = self.engine.flat_parameters()
+        digests = self.engine.allgather_object(hashlib.sha256(params.tobytes()).hexdigest()[:16])
+        if self.args.save_params and self.engine.rank == 0:
+            np.save(self.out / "params.npy", params)
+        return {"parameters_sha256_per_rank": digests, "ranks_in_sync": len(set(digests)) == 1}
+
+    def _summary(self, epoch_records: list[dict], started: float) -> dict:
+        r, last = self.recipe, epoch_records[-1]
+        timed = len(self.step_records) // max(self.engine.size, 1)
+        skip = min(self.args.timing_skip, max(timed - 1, 0))
+        return {
+            "kind": "train", "backend": self.engine.name, "model": self.args.model, "dataset": self.data.name,
+            "recipe": r.name, "world_size": self.engine.size, "per_worker_batch": r.per_worker_batch,
+            "accumulation_steps": r.accumulation_steps, "global_batch": r.global_batch, "peak_lr": r.peak_lr,
+            "optimizer": r.optimizer, "epochs": self.step / r.steps_per_epoch, "steps": self.step,
+            "resumed_from_step": self.start["step"], "nonfinite_policy": self.args.nonfinite,
+            "nonfinite_steps_skipped": self.engine.nonfinite_skipped,
+            "threads_per_rank": self.engine.threads, "model_bytes": int(self.engine.flat_parameters().size * 4),
+            "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"], "train_loss": last["train_loss"],
+            **throughput(self.step_records, images_per_step=r.per_worker_batch * r.accumulation_steps, skip=skip),
+            "timing_skip": skip, "wall_time_s": time.perf_counter() - started, "complete": True,
+        }
