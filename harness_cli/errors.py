@@ -2,7 +2,15 @@
 
 
 class UsageError(Exception):
-    """A user mistake (bad flag value, unreadable file, existing output): one line, exit 2."""
+    """A user mistake (bad flag value, unreadable file, existing output): one line, exit 2.
+
+    Under a launcher every rank usually reaches the same verdict and only rank 0 prints it; a
+    ``local`` error depends on the host (a missing data directory) and is printed by any rank.
+    """
+
+    def __init__(self, message: str, *, local: bool = False):
+        super().__init__(message)
+        self.local = local
 
 
 class RunFailure(Exception):

@@ -41,10 +41,11 @@ def _launched_rank() -> int:
     return 0
 
 
-def _say(line: str) -> None:
-    """Print an error once per job: every rank reaches the same verdict, rank 0 reports it."""
-    if _launched_rank() == 0:
-        print(line, file=sys.stderr, flush=True)
+def _say(line: str, *, everywhere: bool = False) -> None:
+    """Print an error once per job (rank 0), or on every rank for a host-local error."""
+    rank = _launched_rank()
+    if rank == 0 or everywhere:
+        print(line if rank == 0 else f"{line} (rank {rank})", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        _say(f"harness: error: {exc}")
+        _say(f"harness: error: {exc}", everywhere=exc.local)
         return EXIT_USAGE
     except RunFailure as exc:
         _say(f"harness: error: {exc}")

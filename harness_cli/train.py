@@ -116,7 +116,7 @@ def load_dataset(args: argparse.Namespace):
     try:
         data = load_fashion_mnist(args.data_dir)
     except (OSError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc), local=True) from None
     return dataclasses.replace(data, x_train=data.x_train[:args.train_size], y_train=data.y_train[:args.train_size],
                                x_test=data.x_test[:args.test_size], y_test=data.y_test[:args.test_size])
 
