@@ -19,11 +19,11 @@ from harness_cli.records import environment, throughput
 HOROVOD_DEFAULTS = {"HOROVOD_FUSION_THRESHOLD": str(128 * 2**20), "HOROVOD_CYCLE_TIME": "1"}  # 0.28.1 source
 
 
-def horovod_knobs(engine) -> dict:
-    """Fusion threshold (bytes), cycle time (ms) and controller in force, defaults filled in."""
+def horovod_knobs() -> dict:
+    """Fusion threshold (bytes) and cycle time (ms) in force: the environment, else 0.28.1's defaults."""
     knobs = {name: os.environ.get(name, default) for name, default in HOROVOD_DEFAULTS.items()}
     return {"fusion_threshold_bytes": int(knobs["HOROVOD_FUSION_THRESHOLD"]),
-            "cycle_time_ms": float(knobs["HOROVOD_CYCLE_TIME"]), **engine.horovod_settings()}
+            "cycle_time_ms": float(knobs["HOROVOD_CYCLE_TIME"])}
 
 
 def bench_recipe(world_size: int, per_worker_batch: int, steps: int) -> Recipe:
@@ -88,6 +88,6 @@ def run_throughput(engine, *, model: str, per_worker_batch: int, warmup_steps: i
         **throughput(records, images_per_step=per_worker_batch, skip=0),
         "iterations": int(len(rates)), "images_per_second_iter_mean": float(np.mean(rates)),
         "images_per_second_ci95": float(1.96 * np.std(rates)), "warmup_steps": warmup_steps,
-        "horovod": horovod_knobs(engine), "hosts": hosts, "python": env["python"], "versions": env["versions"],
+        "horovod": {**horovod_knobs(), **engine.horovod_settings()}, "hosts": hosts, "python": env["python"], "versions": env["versions"],
     }
     return records, summary

@@ -13,6 +13,7 @@ from harness_cli.errors import UsageError
 from harness_cli.hostfile import parse_hostfile
 from harness_cli.launch import CONTROLLERS, LAUNCHERS, launch_command
 from harness_cli.records import RECORDS, SUMMARY, RecordWriter, environment, prepare_out_dir
+from harness_cli.train import BACKENDS
 
 
 def _positive(name: str, value, minimum: int = 1):
@@ -84,7 +85,7 @@ def bench_allreduce(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from benchmarks.allreduce import run_allreduce, size_range
-    from benchmarks.throughput import HOROVOD_DEFAULTS
+    from benchmarks.throughput import horovod_knobs
 
     try:
         sizes = size_range(args.sizes, args.factor)
@@ -96,11 +97,8 @@ def bench_allreduce(args: argparse.Namespace) -> int:
     out = _claim_out_dir(hvd, hvd.rank(), args)
     records = run_allreduce(sizes, iters=args.iters, warmup=args.warmup, peer=not args.no_peer)
     if hvd.rank() == 0:
-        knobs = {name: os.environ.get(name, default) for name, default in HOROVOD_DEFAULTS.items()}
         summary = {"kind": "allreduce", "world_size": hvd.size(), "sizes_bytes": sizes,
-                   "controller": "gloo" if hvd.gloo_enabled() else "mpi",
-                   "fusion_threshold_bytes": int(knobs["HOROVOD_FUSION_THRESHOLD"]),
-                   "cycle_time_ms": float(knobs["HOROVOD_CYCLE_TIME"]), "results": records}
+                   "controller": "gloo" if hvd.gloo_enabled() else "mpi", **horovod_knobs(), "results": records}
         run = {"kind": "run", "rank": 0, "world_size": hvd.size(), "command": "bench allreduce", **environment()}
         _write_run(out, [run, *records], summary)
         rows = [(r["impl"], r["size_bytes"], f"{r['time_s'] * 1e3:.3f}", f"{r['algbw_gbps']:.3f}",
@@ -200,7 +198,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="throughput and allreduce benchmarks (run under a launcher for k > 1)")
     bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     tp = bsub.add_parser("throughput", help="synthetic-data training throughput, timed on every rank")
-    tp.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    tp.add_argument("--backend", choices=BACKENDS, default="torch")
     tp.add_argument("--model", default="resnet-small", help="resnet-small, resnet50 or mlp")
     tp.add_argument("--per-worker-batch", type=int, default=32)
     tp.add_argument("--warmup-steps", type=int, default=5)

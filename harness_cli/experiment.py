@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from harness_cli.errors import UsageError
+from harness_cli.train import BACKENDS
 
 
 def batch_scaling(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("experiment", help="accuracy experiments on real data")
     esub = exp.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     bsc = esub.add_parser("batch-scaling", help="accuracy vs global batch for five LR methods (Fashion-MNIST)")
-    bsc.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    bsc.add_argument("--backend", choices=BACKENDS, default="torch")
     bsc.add_argument("--quick", action="store_true", help="a 2-epoch, 2-batch, 1-seed grid on 4096 images (tests)")
     bsc.add_argument("--workers", type=int, default=1, help="k Horovod workers per run (default: 1, accumulation)")
     bsc.add_argument("--jobs", type=int, help="runs at a time (default: cores / workers)")
