@@ -26,5 +26,5 @@ for k in $WORLD_SIZES; do
 done
 harness report "${runs[@]}" --out "$OUT/report"
 echo
-sed -n '/^| *world_size/,/^$/p' "$OUT/report/report.md"
+awk '/^\| *world_size/ {p = 1} p && /^$/ {exit} p' "$OUT/report/report.md"  # the scaling table
 echo "report: $OUT/report/report.md (scaling.csv, throughput.png, efficiency.png beside it)"

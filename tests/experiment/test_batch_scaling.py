@@ -64,3 +64,16 @@ def test_full_grid_shape_and_method_recipes():
     assert "optimizer=lars" in method_overrides("lars", FULL) and "warmup=none" in method_overrides("linear", FULL)
     with pytest.raises(ValueError, match="method must be one of"):
         method_overrides("adam", FULL)
+
+
+def test_quick_as_two_horovod_workers_says_so(tmp_path):
+    out = tmp_path / "k2"
+    proc = subprocess.run([sys.executable, "-m", "harness_cli", "experiment", "batch-scaling", "--quick", "--workers",
+                           "2", "--methods", "linear-gradual,lars", "--out", str(out)], cwd=ROOT, env=worker_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 Horovod workers (horovodrun)" in (out / "table.md").read_text()
+    results = pd.read_csv(out / "results.csv")
+    assert (results["world_size"] == 2).all() and len(results) == 4
+    # at 8x (kn = 256) each worker runs n = 128 in one pass; at 1x (kn = 32), n = 16
+    assert sorted(zip(results["global_batch"], results["accumulation_steps"])) == [(32, 1), (32, 1), (256, 1), (256, 1)]
