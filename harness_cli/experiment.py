@@ -20,8 +20,15 @@ def batch_scaling(args: argparse.Namespace) -> int:
     from benchmarks import batch_scaling as bs
 
     grid = bs.QUICK if args.quick else bs.FULL
-    if args.seeds:
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
         grid = dataclasses.replace(grid, seeds=tuple(range(args.seeds)))
+    if args.epochs is not None:
+        try:
+            grid = bs.with_epochs(grid, args.epochs)
+        except ValueError as exc:
+            raise UsageError(f"--epochs: {exc}") from None
     if args.workers < 1 or (args.workers > 1 and any(m * grid.base_batch % args.workers for m in grid.multiples)):
         raise UsageError(f"--workers must be >= 1 and divide every global batch, got {args.workers}")
     out = Path(args.out)
@@ -73,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bsc.add_argument("--workers", type=int, default=1, help="k Horovod workers per run (default: 1, accumulation)")
     bsc.add_argument("--jobs", type=int, help="runs at a time (default: cores / workers)")
     bsc.add_argument("--seeds", type=int, help="seeds per configuration (default: 2, or 1 with --quick)")
+    bsc.add_argument("--epochs", type=float, help="epochs at every batch (default: 6; 2 with --quick); ÷10 at 75%%")
     bsc.add_argument("--methods", help="comma-separated subset of the methods")
     bsc.add_argument("--out", default="runs/batch-scaling", metavar="DIR")
     bsc.add_argument("--overwrite", action="store_true")

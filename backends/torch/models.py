@@ -62,9 +62,9 @@ def _stage(block, cin: int, width: int, blocks: int, stride: int) -> tuple[nn.Se
 
 
 def resnet_small(in_channels: int = 1, num_classes: int = 10, widths=(16, 32, 64)) -> nn.Sequential:
-    """A 7-conv ResNet for 28×28 inputs: strided stem to 14×14, three BasicBlock stages.
+    """A 9-conv ResNet for 28×28 inputs: strided stem to 14×14, three BasicBlock stages.
 
-    Input (N, in_channels, 28, 28) → logits (N, num_classes). About 75k parameters.
+    Input (N, in_channels, 28, 28) → logits (N, num_classes). 77,754 parameters for 1 channel, 10 classes.
     """
     stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
                          nn.ReLU(inplace=True))

@@ -80,6 +80,7 @@ CASES = [
     ("sweep-world-size", ["sweep", "--world-sizes", "0", "--out", "{t}/new", "--", "bench", "allreduce"], ">= 1"),
     ("experiment-workers", ["experiment", "batch-scaling", "--workers", "0", "--out", "{t}/new"], "--workers"),
     ("experiment-method", ["experiment", "batch-scaling", "--methods", "adam", "--out", "{t}/new"], "unknown method"),
+    ("experiment-epochs", ["experiment", "batch-scaling", "--epochs", "1", "--out", "{t}/new"], "--epochs"),
     ("unknown-command", ["frobnicate"], "invalid choice"),
 ]
 

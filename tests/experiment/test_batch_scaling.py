@@ -58,6 +58,15 @@ def test_methods_differ_in_their_recorded_lr_per_step(quick):
                 assert not np.allclose(traces[a], traces[b]), (a, b)
 
 
+def test_epochs_keep_the_drop_at_three_quarters():
+    from benchmarks.batch_scaling import with_epochs
+
+    assert (FULL.epochs, FULL.milestones) == (6.0, (4.5,))
+    assert with_epochs(FULL, 8).milestones == (6.0,)
+    with pytest.raises(ValueError, match="after 1 epoch"):
+        with_epochs(FULL, 1.2)
+
+
 def test_full_grid_shape_and_method_recipes():
     configs = configurations(FULL)
     assert len(configs) == 2 * 2 + 2 * 5 * 2  # base: one SGD run and LARS; two larger multiples × five methods
