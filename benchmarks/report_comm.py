@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.costmodel import GBIT, Network, fit_link, project
 
 

@@ -178,10 +178,10 @@ def _claim(engine, args: argparse.Namespace, out: Path, recipe: Recipe):
             problem = prepare_out_dir(out, args.overwrite)
     else:
         problem = None
-    problem = engine.broadcast_object(problem)
+    problem, meta, state = engine.broadcast_object((problem, meta, state))  # rank 0's verdict, one broadcast
     if problem:
         raise UsageError(problem)
-    return engine.broadcast_object(meta), engine.broadcast_object(state) if args.resume else None
+    return meta, state
 
 
 def _peer_failure(engine, out: Path, exc: BaseException) -> RunFailure:

@@ -158,7 +158,8 @@ class Trainer:
         digests = self.engine.allgather_object(hashlib.sha256(params.tobytes()).hexdigest()[:16])
         if self.args.save_params and self.engine.rank == 0:
             np.save(self.out / "params.npy", params)
-        return {"parameters_sha256_per_rank": digests, "ranks_in_sync": len(set(digests)) == 1}
+        return {"parameters_sha256_per_rank": digests, "ranks_in_sync": len(set(digests)) == 1,
+                "model_bytes": int(params.size * 4)}
 
     def _summary(self, epoch_records: list[dict], started: float) -> dict:
         r, last = self.recipe, epoch_records[-1]
@@ -171,7 +172,7 @@ class Trainer:
             "optimizer": r.optimizer, "epochs": self.step / r.steps_per_epoch, "steps": self.step,
             "resumed_from_step": self.start["step"], "nonfinite_policy": self.args.nonfinite,
             "nonfinite_steps_skipped": self.engine.nonfinite_skipped,
-            "threads_per_rank": self.engine.threads, "model_bytes": int(self.engine.flat_parameters().size * 4),
+            "threads_per_rank": self.engine.threads,
             "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"], "train_loss": last["train_loss"],
             **throughput(self.step_records, images_per_step=r.per_worker_batch * r.accumulation_steps, skip=skip),
             "timing_skip": skip, "wall_time_s": time.perf_counter() - started, "complete": True,

@@ -17,6 +17,7 @@ def test_two_keras_workers_of_n_equal_one_of_2n(tmp_path, launched, optimizer):
     two = train_mlp(tmp_path / "k2", 2, 16, "--set", f"optimizer={optimizer}", backend="keras")
     one = train_mlp(tmp_path / "k1", 1, 32, "--set", f"optimizer={optimizer}", backend="keras")
     assert two["ranks_in_sync"] and two["backend"] == "keras"
+    assert two["global_batch"] == one["global_batch"] == 32 and two["peak_lr"] == one["peak_lr"]
     np.testing.assert_allclose(np.load(tmp_path / "k2" / "params.npy"), np.load(tmp_path / "k1" / "params.npy"),
                                rtol=1e-5, atol=1e-5)
 

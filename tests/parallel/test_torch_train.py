@@ -54,7 +54,7 @@ def test_mpirun_with_hostfile_completes_five_steps(tmp_path, launched):
 def test_fp16_allreduce_trains_and_stays_close_to_fp32(tmp_path, backend):
     fp16 = train_mlp(tmp_path / "fp16", 2, 16, "--fp16-allreduce", backend=backend)
     fp32 = train_mlp(tmp_path / "fp32", 2, 16, backend=backend)
-    assert fp16["ranks_in_sync"]
+    assert fp16["ranks_in_sync"] and fp32["ranks_in_sync"] and fp16["global_batch"] == fp32["global_batch"] == 32
     a, b = np.load(tmp_path / "fp16" / "params.npy"), np.load(tmp_path / "fp32" / "params.npy")
     assert not np.array_equal(a, b)  # the compression really ran
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-2)
