@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup check-build test demo bench
+.PHONY: setup check-build test demo bench bench-peers
 
 setup:
 	@bash scripts/setup.sh
@@ -24,3 +24,7 @@ demo: setup
 
 bench: setup
 	@bash scripts/bench.sh
+
+# This project against its peers (timm's LARS, a bare Horovod loop, torch DDP), alternating repetitions.
+bench-peers: setup
+	@bash scripts/bench_peers.sh

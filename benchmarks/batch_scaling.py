@@ -1,20 +1,70 @@
-"""The papers' accuracy tables in miniature: ``harness experiment batch-scaling`` on Fashion-MNIST.
+"""Accuracy at large batch, with confidence intervals: ``harness experiment batch-scaling`` on Fashion-MNIST.
 
-The small ResNet is trained for the same number of epochs at a base batch b0 and at multiples of
-it, with five LR methods (Goyal et al. 2017 §2.1-2.2 and Table 1; You et al. 2017, LARS):
+The question (Goyal et al. 2017, Table 1 and Fig. 1; You et al. 2017; the MLPerf ResNet-50 reference):
+trained for the same number of epochs, does a global batch 32× or 64× the base batch reach the base
+batch's accuracy with the right LR method, and what do the methods that are *not* the recipe lose?
 
-========================  =====================================================================
-``no-scaling``            the base LR at every batch
-``linear``                linear scaling, no warmup
-``linear-gradual``        linear scaling, gradual warmup (per iteration) from the base LR
-``linear-constant``       linear scaling, constant warmup (base LR, then the jump)
-``lars``                  LARS (trust coefficient η), linear-scaled global LR, poly(2), warmup
-========================  =====================================================================
+Methods (every one trains the same epochs; only the LR rule and the optimizer change):
 
-A global batch B = multiple · b0 is reached either in one process with gradient accumulation
-(Goyal §2: k workers of n ≡ one worker accumulating k passes of n, up to BatchNorm statistics,
-which are per micro-batch here as per worker there) or with k Horovod workers. Every run is a
-real ``harness train`` run directory; the experiment only launches them and tabulates.
+===================  ========================================================================================
+``no-scaling``       the base LR at every batch: the control, which must lose accuracy
+``linear``           linear scaling η = η0·kn/b0, no warmup
+``linear-gradual``   linear scaling, gradual warmup per iteration from η0 (Goyal §2.2)
+``linear-constant``  linear scaling, η0 held through warmup, then the jump (Goyal §2.2, Fig. 2)
+``lars``             LARS (trust coefficient 0.02), linear-scaled global LR, gradual warmup from 0, poly(2) to 0
+``mlperf-lars``      the MLPerf reference LARS preset (:func:`harness.recipe.mlperf_resnet50_lars`) scaled to
+                     this data: every value of the preset except those below
+===================  ========================================================================================
+
+``mlperf-lars`` scaled to this data: the table's LR and warmup are read at the ImageNet batch with the
+same multiple of Goyal's 256 (32× → 8192 → LR 10; 64× → 16384 → LR 25,
+:func:`~harness.scaling.mlperf_lars_lr`); the warmup keeps the reference's fraction of training (5 of 42
+epochs); epochs, data and batch are the grid's. Trust coefficient 0.001, ε = 1e-7, weight decay 2e-4,
+poly(2) to 1e-4 over T + 1 steps, label smoothing 0.1 and no momentum correction stay the reference's.
+
+Design, and why (every number is a :class:`Grid` field; ``--epochs``/``--seeds`` change them). Figures
+below were measured on the project's 2-core machine while other jobs shared it: treat them as rough.
+
+* **≥ 5 seeds in 30 minutes of 2 cores.** 5 seeds × (1 base + 4 methods at 32× + 5 at 64×) = 50 runs,
+  two single-thread runs at a time: ~70 core-seconds a run, start-up (~4 s) and evaluation included.
+  Measured (load average 2-3, so noisy): a 64× run trains at ~6.2 s an epoch with its evaluation, the
+  base at ~9.8 s, start-up ~4 s: (45 × 66 s + 5 × 102 s) / 2 ≈ 29 minutes. The configurations left out
+  (:data:`OPTIONAL`: linear scaling without and with constant warmup at 32×, no scaling at 64×) serve no
+  target or check: the targets put them at 64× and the control at 32×. ``--complete`` adds them (15 runs,
+  about 8 minutes more).
+  The project's ``resnet-small`` costs ~15 s an epoch on one core: 4 epochs a run, too few for the
+  base to be well trained. The same network at half width (:data:`WIDTHS`, 19,810 parameters, zero-γ
+  residual blocks as in Goyal §5.1) costs ~6 s an epoch in passes of 256: 10 epochs a run.
+* **Sensitive, with a well-trained base.** Probes (one seed each): ``resnet-small-w8`` at b0 = 32,
+  η0 = 0.025, 10 epochs reached 91.2% at the base and 86.4% without LR scaling at 32× (4.8 points lost).
+  Plain two-layer CNNs of the same cost (24-48 channels, no residual blocks) reached 91.2% at the base
+  but lost only 1.3-1.6 points at 32× without scaling, at η0 = 0.025 or 0.0125: a grid that cannot
+  show the batch effect cannot show the recipe removing it. ``targets.csv`` reports both checks
+  (base accuracy ≥ 91%, no-scaling gap at 32× ≥ 3 points) with their intervals. At 64× the same probes
+  gave LARS 89.6% and the scaled MLPerf preset 88.8%: neither method is degenerate here.
+* **Long enough at the large batches.** 10 epochs are 580 steps at 32× (kn = 1024) and 290 at 64×
+  (kn = 2048), with 1 warmup epoch (10% of training: MLPerf's 5 of 42 epochs is 12%, Goyal's 5 of
+  90 is 6%). The steps of every configuration are a column of the summary; ``--epochs 20`` doubles
+  them and the time. These are fewer steps than the papers' (Goyal's 8k run: 156 × 90 ≈ 14,000; the
+  MLPerf preset at kn = 4096: 312 × 42 ≈ 13,100), the price of five seeds on two cores: the table says
+  so with the step counts.
+* **Same epochs, one schedule family per optimizer.** SGD methods divide the LR by 10 at 75% of
+  training; the LARS methods use poly(2), as their papers do.
+* **Paired by seed.** Seed s fixes the initial weights and the shuffling of every configuration;
+  the gap of a method to the base is computed seed by seed (base_s − method_s), and its 95% interval
+  is the t interval of those paired differences
+  (:func:`benchmarks.batch_scaling_report.paired_interval`), which removes the seed-to-seed variation
+  the two runs share. The comparisons between methods (gradual vs no and constant warmup at the
+  largest batch) are paired the same way.
+
+A global batch kn = multiple · b0 is reached in one process by gradient accumulation in passes of up to
+``micro_batch`` images (Goyal §2: k workers of n ≡ one worker accumulating k passes of n, up to BatchNorm
+statistics, which are per pass here as per worker there), or with ``--workers`` Horovod workers. Every
+run is a real ``harness train`` run directory; the experiment launches them and tabulates.
+
+References:
+    Goyal et al. 2017, arXiv 1706.02677. You, Gitman & Ginsburg 2017, arXiv 1708.03888. MLPerf Training
+    ResNet-50 reference, mlcommons/training ``image_classification/tensorflow2``.
 """
 
 from __future__ import annotations
@@ -27,7 +77,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-METHODS = ("no-scaling", "linear", "linear-gradual", "linear-constant", "lars")
+from harness.recipe import mlperf_resnet50_lars
+from harness.runtime.errors import ConfigError
+from harness.runtime.launch import launch_command
+from harness.scaling import mlperf_lars_lr
+
+METHODS = ("no-scaling", "linear", "linear-gradual", "linear-constant", "lars", "mlperf-lars")
+SGD_METHODS = METHODS[:4]
+BASE_METHOD = "linear-gradual"  # at multiple 1 the four SGD methods are one run: reported for each of them
+GOYAL_BATCH = 256  # the ImageNet batch Goyal et al.'s LR is tuned at: maps a multiple to the MLPerf table
+# (multiple, method) pairs no target or check needs: left out unless Grid.complete (15 runs, ~8 minutes).
+OPTIONAL = ((32, "linear"), (32, "linear-constant"), (64, "no-scaling"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,38 +98,43 @@ class Grid:
         base_batch: b0, images per step at the base (multiple 1).
         multiples: global batch multiples of b0 (1 must be first).
         base_lr: η0, the LR tuned at b0.
-        epochs: training epochs at every batch.
-        warmup_epochs: warmup length for the warmup methods.
-        milestones: multistep decay epochs (÷10) for the SGD methods.
-        seeds: seeds per configuration.
+        epochs: training epochs of every run.
+        warmup_epochs: warmup length of the SGD warmup methods and of ``lars``.
+        milestones: SGD methods' ÷10 epochs.
+        seeds: seeds per configuration (paired across configurations).
         micro_batch: largest per-pass batch in accumulation mode (BN sees this many images).
-        trust_coefficient: LARS η. The paper's 0.001 left the small ResNet at 85.3% after 8 epochs at
-            64× (global LR 1.6); 0.01 and 0.02 reached ~90%: this grid uses 0.02.
-        train_size, test_size: data subset sizes (None: all).
+        trust_coefficient: ``lars``'s η (the paper's 0.001 left the small ResNet at 85% at 64×).
+        weight_decay: β of the five project methods (``mlperf-lars`` keeps the reference's 2e-4).
+        model: ``resnet-small-w8`` (this module's :func:`torch_model`/:func:`keras_model`) or a
+            ``harness train`` model.
+        complete: also run the :data:`OPTIONAL` configurations (no warmup and constant warmup at 32×, no
+            scaling at 64×).
+        train_size, test_size: data subset sizes (None: all; the grid's results use all).
     """
 
     base_batch: int = 32
     multiples: tuple[int, ...] = (1, 32, 64)
     base_lr: float = 0.025
-    epochs: float = 6.0
+    epochs: float = 10.0
     warmup_epochs: float = 1.0
-    milestones: tuple[float, ...] = (4.5,)
-    seeds: tuple[int, ...] = (0, 1)
+    milestones: tuple[float, ...] = (7.5,)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     micro_batch: int = 256
     trust_coefficient: float = 0.02
+    weight_decay: float = 5e-4
+    model: str = "resnet-small-w8"
+    complete: bool = False
     train_size: int | None = None
     test_size: int | None = None
 
 
-# FULL fits the 30-minute budget on 2 cores: 24 runs of 6 epochs, two at a time, took 17.2 min;
-# with --epochs 8 the same grid took about 28 min, too close to the budget to be the default.
 FULL = Grid()
-QUICK = Grid(multiples=(1, 8), epochs=2.0, warmup_epochs=0.5, milestones=(1.5,), seeds=(0,), train_size=4096,
+QUICK = Grid(multiples=(1, 8), epochs=2.0, warmup_epochs=0.5, milestones=(1.5,), seeds=(0, 1), train_size=4096,
              test_size=2000)
 
 
 def with_epochs(grid: Grid, epochs: float) -> Grid:
-    """``grid`` trained for ``epochs``, the SGD methods' ÷10 at 75% of training (as 4.5 of 6).
+    """``grid`` trained for ``epochs``, the SGD methods' ÷10 at 75% of training.
 
     Raises:
         ValueError: if the drop would not come after warmup.
@@ -80,8 +145,16 @@ def with_epochs(grid: Grid, epochs: float) -> Grid:
     return dataclasses.replace(grid, epochs=float(epochs), milestones=(0.75 * epochs,))
 
 
-def method_overrides(method: str, grid: Grid) -> list[str]:
-    """``--set`` overrides that turn the shared base recipe into ``method``.
+def mlperf_overrides(grid: Grid, multiple: int) -> list[str]:
+    """``--set`` overrides that scale the ``mlperf-resnet50-lars`` preset to this data at ``multiple``."""
+    preset = mlperf_resnet50_lars()
+    peak, warmup_epochs = mlperf_lars_lr(multiple * GOYAL_BATCH)
+    return [f"reference_lr={peak}", f"reference_batch={multiple * grid.base_batch}",
+            f"warmup_epochs={warmup_epochs / preset.epochs * grid.epochs}"]
+
+
+def method_overrides(method: str, grid: Grid, multiple: int = 1) -> list[str]:
+    """``--set`` overrides that turn the method's base preset into ``method`` at ``multiple``.
 
     Raises:
         ValueError: unknown method.
@@ -96,21 +169,32 @@ def method_overrides(method: str, grid: Grid) -> list[str]:
         "lars": ["scaling_rule=linear", "warmup=gradual", warm, "optimizer=lars", "decay=poly", "poly_power=2",
                  f"trust_coefficient={grid.trust_coefficient}", "warmup_start_lr=0.0"],
     }
+    if method == "mlperf-lars":
+        return mlperf_overrides(grid, multiple)
     if method not in table:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    return table[method]
+    return [f"reference_lr={grid.base_lr}", f"reference_batch={grid.base_batch}",
+            f"weight_decay={grid.weight_decay}", *table[method]]
 
 
 def configurations(grid: Grid, methods=METHODS) -> list[dict]:
-    """Every (multiple, method, seed) to train; at multiple 1 the SGD methods coincide, so the
-    base batch runs once as ``linear-gradual`` (reported for every SGD method) plus LARS."""
+    """Every (multiple, method, seed) to train. At multiple 1 only the base runs: the SGD methods coincide
+    there (scale 1, warmup from η0 to itself), so one ``linear-gradual`` run stands for all four; the
+    LARS methods are compared with it, not with themselves. :data:`OPTIONAL` pairs only with
+    ``grid.complete``."""
     runs = []
     for multiple in grid.multiples:
-        for method in methods:
-            if multiple == 1 and method not in ("linear-gradual", "lars"):
-                continue
-            runs += [{"multiple": multiple, "method": method, "seed": seed} for seed in grid.seeds]
+        chosen = [BASE_METHOD] if multiple == 1 else [m for m in methods
+                                                      if grid.complete or (multiple, m) not in OPTIONAL]
+        runs += [{"multiple": multiple, "method": m, "seed": s} for m in chosen for s in grid.seeds]
     return runs
+
+
+def model_spec(grid: Grid, backend: str) -> str:
+    """The ``--model`` argument: this module's builder for ``backend``, or the grid's model name."""
+    if grid.model != "resnet-small-w8":
+        return grid.model
+    return f"benchmarks.batch_scaling:{backend}_model"
 
 
 def train_command(config: dict, grid: Grid, out: Path, *, backend: str, workers: int,
@@ -119,12 +203,12 @@ def train_command(config: dict, grid: Grid, out: Path, *, backend: str, workers:
     global_batch = config["multiple"] * grid.base_batch
     per_pass = min(global_batch // workers, grid.micro_batch)
     accumulation = global_batch // (workers * per_pass)
-    argv = [sys.executable, "-m", "harness_cli", "train", "--backend", backend, "--model", "resnet-small",
-            "--per-worker-batch", str(per_pass), "--epochs", str(grid.epochs), "--seed", str(config["seed"]),
-            "--threads", "1", "--out", str(out), "--timing-skip", "0",
-            "--set", f"reference_lr={grid.base_lr}", "--set", f"reference_batch={grid.base_batch}",
-            "--set", f"accumulation_steps={accumulation}", "--set", "weight_decay=5e-4",
-            *[arg for item in method_overrides(config["method"], grid) for arg in ("--set", item)]]
+    preset = "mlperf-resnet50-lars" if config["method"] == "mlperf-lars" else "fashion-mnist-goyal"
+    sets = [f"accumulation_steps={accumulation}", *method_overrides(config["method"], grid, config["multiple"])]
+    argv = [sys.executable, "-m", "harness_cli", "train", "--backend", backend, "--model", model_spec(grid, backend),
+            "--preset", preset, "--per-worker-batch", str(per_pass), "--epochs", str(grid.epochs),
+            "--seed", str(config["seed"]), "--threads", "1", "--out", str(out), "--timing-skip", "0",
+            *[arg for item in sets for arg in ("--set", item)]]
     if overwrite:
         argv.append("--overwrite")
     if grid.train_size:
@@ -133,13 +217,11 @@ def train_command(config: dict, grid: Grid, out: Path, *, backend: str, workers:
         argv += ["--test-size", str(grid.test_size)]
     if workers == 1:
         return argv
-    from harness_cli.launch import launch_command
-
     return launch_command(argv, launcher="horovodrun", np=workers, hosts=f"localhost:{workers}")
 
 
 def run_name(config: dict) -> str:
-    """Run directory name, e.g. ``b1024-linear-gradual-s0``."""
+    """Run directory name, e.g. ``x32-linear-gradual-s0``."""
     return f"x{config['multiple']}-{config['method']}-s{config['seed']}"
 
 
@@ -164,7 +246,8 @@ def run_grid(grid: Grid, out: Path, *, backend: str = "torch", workers: int = 1,
             raise RuntimeError(f"{run_name(config)} failed (exit {code}); see {run_dir}.log")
         summary = json.loads((run_dir / "summary.json").read_text())
         row = {**config, "global_batch": summary["global_batch"], "test_accuracy": summary["test_accuracy"],
-               "epochs": summary["epochs"], "wall_s": time.perf_counter() - started, "run_dir": str(run_dir),
+               "epochs": summary["epochs"], "steps": summary["steps"], "peak_lr": summary["peak_lr"],
+               "wall_s": time.perf_counter() - started, "run_dir": str(Path("runs") / run_name(config)),
                "accumulation_steps": summary["accumulation_steps"], "world_size": summary["world_size"]}
         log(f"  {run_name(config):28s} kn={row['global_batch']:5d}  test accuracy {row['test_accuracy']:.4f}  "
             f"({row['wall_s']:.0f} s)")
@@ -174,100 +257,56 @@ def run_grid(grid: Grid, out: Path, *, backend: str = "torch", workers: int = 1,
         return list(pool.map(one, configs))
 
 
-def summarise(rows: list[dict]):
-    """Mean and spread (std over seeds) of test accuracy per (global batch, method).
+# -- command line support --------------------------------------------------------------------------------
+def configure(*, quick: bool, seeds: int | None, epochs: float | None, workers: int,
+              methods: list[str] | None, complete: bool = False) -> tuple[Grid, tuple[str, ...]]:
+    """The grid and methods a command line asks for.
 
-    The base batch's single SGD run stands for every SGD method at multiple 1.
+    Raises:
+        ConfigError: seeds < 1, epochs the grid cannot hold, workers that do not divide every global
+            batch, or unknown methods.
     """
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    base = frame[(frame["multiple"] == 1) & (frame["method"] == "linear-gradual")]
-    copies = [base.assign(method=m) for m in ("no-scaling", "linear", "linear-constant")]
-    frame = pd.concat([frame, *copies], ignore_index=True)
-    table = frame.groupby(["multiple", "global_batch", "method"], as_index=False).agg(
-        test_accuracy_mean=("test_accuracy", "mean"), test_accuracy_std=("test_accuracy", "std"),
-        seeds=("seed", "count"), epochs=("epochs", "first"), wall_s_mean=("wall_s", "mean"))
-    table["test_accuracy_std"] = table["test_accuracy_std"].fillna(0.0)
-    order = {m: i for i, m in enumerate(METHODS)}
-    return table.sort_values(["multiple", "method"], key=lambda c: c.map(order) if c.name == "method" else c,
-                             ignore_index=True)
-
-
-def gap_to_base(table) -> dict:
-    """Accuracy gap (points) of each method at each multiple to the base batch's accuracy."""
-    base = table[(table["multiple"] == 1) & (table["method"] == "linear-gradual")]["test_accuracy_mean"].iloc[0]
-    return {(int(r.multiple), r.method): 100 * (base - r.test_accuracy_mean) for r in table.itertuples()}
+    grid = dataclasses.replace(QUICK if quick else FULL, complete=complete)
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+        grid = dataclasses.replace(grid, seeds=tuple(range(seeds)))
+    if epochs is not None:
+        try:
+            grid = with_epochs(grid, epochs)
+        except ValueError as exc:
+            raise ConfigError(f"--epochs: {exc}") from None
+    if workers < 1 or (workers > 1 and any(m * grid.base_batch % workers for m in grid.multiples)):
+        raise ConfigError(f"--workers must be >= 1 and divide every global batch, got {workers}")
+    methods = tuple(methods or METHODS)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    return grid, methods
 
 
-def plot_accuracy(table, out: Path) -> Path:
-    """``accuracy.png``: test accuracy against global batch, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in METHODS:
-        rows = table[table["method"] == method]
-        ax.errorbar(rows["global_batch"], 100 * rows["test_accuracy_mean"], yerr=100 * rows["test_accuracy_std"],
-                    marker="o", capsize=3, label=method)
-    ax.set(xscale="log", xlabel="global batch kn", ylabel="test accuracy (%)",
-           title="Fashion-MNIST, same epochs at every batch")
-    ax.set_xticks(sorted(table["global_batch"].unique()), labels=[str(b) for b in sorted(table["global_batch"].unique())])
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=120)
-    plt.close(fig)
-    return out / "accuracy.png"
+def mode_text(grid: Grid, workers: int) -> str:
+    """How each run reaches its global batch, for the table's header."""
+    if workers > 1:
+        return f"{workers} Horovod workers (horovodrun), gradient accumulation above n = {grid.micro_batch}"
+    return f"one process, gradient accumulation in passes of up to {grid.micro_batch} images"
 
 
-def early_losses(rows: list[dict], multiple: int, *, epochs: float = 2.0) -> dict[str, tuple[list, list]]:
-    """Training loss per step over the first ``epochs`` of seed 0's runs at ``multiple``: {method: (epoch, loss)}."""
-    curves = {}
-    for row in rows:
-        if row["multiple"] != multiple or row["seed"] != min(r["seed"] for r in rows):
-            continue
-        records = [json.loads(line) for line in (Path(row["run_dir"]) / "records.jsonl").read_text().splitlines()]
-        run = next(r for r in records if r["kind"] == "run")
-        steps_per_epoch = run["recipe"]["dataset_size"] // run["global_batch"]
-        steps = [r for r in records if r["kind"] == "step" and r["rank"] == 0 and r["step"] < epochs * steps_per_epoch]
-        curves[row["method"]] = ([r["step"] / steps_per_epoch for r in steps], [r["loss"] for r in steps])
-    return curves
+# -- the model -------------------------------------------------------------------------------------------
+WIDTHS = (8, 16, 32)
+"""Channel widths of the grid's model: the project's ``resnet-small`` at half width (19,810 parameters)."""
 
 
-def plot_early_loss(rows: list[dict], out: Path) -> Path:
-    """``loss_early.png``: training loss over the first epochs at the largest multiple, per method."""
-    import matplotlib
+def torch_model(input_shape, num_classes: int):
+    """``harness train --model benchmarks.batch_scaling:torch_model``: ``resnet-small`` with :data:`WIDTHS`
+    (a strided stem and three BasicBlocks, each with a zero-γ last BN): (N, C, 28, 28) → (N, num_classes)."""
+    from backends.torch.models import resnet_small
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    multiple = max(r["multiple"] for r in rows)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, (x, y) in sorted(early_losses(rows, multiple).items(), key=lambda kv: METHODS.index(kv[0])):
-        ax.plot(x, y, label=method)
-    ax.set(xlabel="epoch", ylabel="training loss", yscale="log",
-           title=f"Early training at {multiple}× the base batch")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "loss_early.png", dpi=120)
-    plt.close(fig)
-    return out / "loss_early.png"
+    return resnet_small(input_shape[0], num_classes, WIDTHS)
 
 
-def render(table, grid: Grid, *, mode: str, backend: str, command: str, wall_s: float) -> str:
-    """The Markdown table with how it was produced."""
-    shown = table.copy()
-    shown["test accuracy (%)"] = [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in
-                                  zip(shown["test_accuracy_mean"], shown["test_accuracy_std"])]
-    shown = shown[["global_batch", "multiple", "method", "test accuracy (%)", "seeds", "epochs", "wall_s_mean"]]
-    return "\n".join([
-        "# Batch scaling on Fashion-MNIST", "",
-        f"`{command}` — backend {backend}, {mode}; small ResNet, base batch b0 = {grid.base_batch} with LR "
-        f"{grid.base_lr}, {grid.epochs:g} epochs at every batch, warmup {grid.warmup_epochs:g} epoch(s), "
-        f"÷10 at epoch(s) {', '.join(f'{m:g}' for m in grid.milestones)} (SGD), LARS η = {grid.trust_coefficient} "
-        f"with poly(2); mean ± std over {len(grid.seeds)} seed(s); {wall_s / 60:.1f} min in all.", "",
-        shown.to_markdown(index=False, floatfmt=".1f"), "",
-        "At multiple 1 the four SGD methods are the same run (scale 1, a warmup from the base LR to itself).", "",
-        "![accuracy](accuracy.png) ![early loss](loss_early.png)", ""])
+def keras_model(input_shape, num_classes: int):
+    """:func:`torch_model` for ``--backend keras``: (N, 28, 28, C) → (N, num_classes)."""
+    from backends.keras.models import resnet_small
+
+    return resnet_small(tuple(input_shape), num_classes, WIDTHS)

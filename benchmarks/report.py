@@ -18,19 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report_comm import (ProjectionNetwork, busbw_table, measured_link, measured_model, plot_busbw,
-                                    predicted_vs_measured, projection_table)
+from benchmarks.projection import Projection
+from benchmarks.report_comm import (busbw_table, measured_link, measured_model, plot_busbw, plot_report_projection,
+                                    predicted_vs_measured, projection_table, shared_host_contention)
 from benchmarks.report_comm import render as render_comm
-from harness_cli.checkpoint import describe_failures, read_failures
-from harness_cli.errors import UsageError
-from harness_cli.records import RECORDS, SUMMARY, read_records
+from harness.runtime.errors import ConfigError
+from harness.runtime.faults import describe_failures, read_failures
+from harness.runtime.records import RECORDS, SUMMARY, read_records
 
 REPORT_FILES = ("report.md", "scaling.csv", "throughput.png", "efficiency.png", "spread.csv", "busbw.csv",
-                "busbw.png", "predicted.csv", "projection.csv")
+                "busbw.png", "predicted.csv", "projection.csv", "projection.png", "peers.csv",
+                "phases.csv", "elastic.png")
 SCALING_KINDS = ("train", "throughput", "summary")  # "summary": train runs written before kinds were named
 REQUIRED = {
     "scaling": ("world_size", "global_batch", "per_worker_batch", "images_per_second", "step_time_s_median"),
     "allreduce": ("world_size", "results"),
+    "elastic": ("world_size", "world_sizes", "per_worker_batch"),
 }
 
 
@@ -38,32 +41,34 @@ def load_run(run_dir: str | Path) -> dict:
     """One run's summary joined with its ``run`` record.
 
     Raises:
-        UsageError: missing directory, a run without ``summary.json`` (failed or interrupted),
+        ConfigError: missing directory, a run without ``summary.json`` (failed or interrupted),
             or malformed files.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: not a run directory")
+        raise ConfigError(f"{run_dir}: not a run directory")
     summary_path = run_dir / SUMMARY
     if not summary_path.exists():
         failures = read_failures(run_dir)
         if failures:
-            raise UsageError(f"{run_dir}: the run failed: {describe_failures(failures)}")
+            raise ConfigError(f"{run_dir}: the run failed: {describe_failures(failures)}")
         hint = "records but no summary: the run failed or was interrupted" if (run_dir / RECORDS).exists() \
             else "no summary.json or records.jsonl: not a harness run directory"
-        raise UsageError(f"{run_dir}: {hint}")
+        raise ConfigError(f"{run_dir}: {hint}")
     try:
         summary = json.loads(summary_path.read_text())
         records = read_records(run_dir / RECORDS) if (run_dir / RECORDS).exists() else []
     except (json.JSONDecodeError, ValueError) as exc:
-        raise UsageError(f"{run_dir}: malformed run files: {exc}") from None
-    group = "allreduce" if summary.get("kind") == "allreduce" else "scaling"
+        raise ConfigError(f"{run_dir}: malformed run files: {exc}") from None
+    group = "allreduce" if summary.get("kind") == "allreduce" else "elastic" if summary.get("elastic") else "scaling"
     missing = [key for key in REQUIRED[group] if key not in summary]
     if missing:
-        raise UsageError(f"{summary_path}: missing {', '.join(missing)}")
+        raise ConfigError(f"{summary_path}: missing {', '.join(missing)}")
     run = next((r for r in records if r["kind"] == "run"), {})
-    return {"threads_per_rank": run.get("threads_per_rank"), "hosts": run.get("hosts", []), **summary,
-            "run_dir": str(run_dir)}
+    # Runs written before devices were recorded ran on the CPU in fp32.
+    return {"threads_per_rank": run.get("threads_per_rank"), "hosts": run.get("hosts", []),
+            "device": run.get("device", {"type": "cpu", "name": "cpu"}), "precision": run.get("precision", "fp32"),
+            **summary, "run_dir": str(run_dir)}
 
 
 def scaling_table(runs: list[dict]):
@@ -78,23 +83,30 @@ def scaling_table(runs: list[dict]):
         ``test_accuracy``.
 
     Raises:
-        UsageError: no runs, or runs with different per-worker batch, model or backend (not a
-            weak-scaling series).
+        ConfigError: no runs, runs that mix device types or precisions, or runs with different
+            per-worker batch, model or backend (not a weak-scaling series).
     """
     import pandas as pd
 
     if not runs:
-        raise UsageError("no runs to report")
+        raise ConfigError("no runs to report")
+    for what, key in (("device types", lambda r: r["device"].get("type", "cpu")),
+                      ("precisions", lambda r: r["precision"])):
+        values = sorted({key(r) for r in runs})
+        if len(values) > 1:
+            raise ConfigError(f"runs mix {what} ({', '.join(values)}): one scaling table compares one device type "
+                              "and one precision; report them separately")
     for key in ("per_worker_batch", "model", "backend"):
         values = {r.get(key) for r in runs}
         if len(values) > 1:
-            raise UsageError(f"runs differ in {key} ({', '.join(map(str, sorted(values, key=str)))}): "
+            raise ConfigError(f"runs differ in {key} ({', '.join(map(str, sorted(values, key=str)))}): "
                              "a weak-scaling report needs one per-worker batch, model and backend")
     frame = pd.DataFrame(runs)
     if "test_accuracy" not in frame:
         frame["test_accuracy"] = np.nan
     table = frame.groupby("world_size", as_index=False).agg(
-        runs=("run_dir", "count"), global_batch=("global_batch", "first"), per_worker_batch=("per_worker_batch", "first"),
+        runs=("run_dir", "count"), global_batch=("global_batch", "first"),
+        per_worker_batch=("per_worker_batch", "first"),
         images_per_second=("images_per_second", "mean"), step_time_s_median=("step_time_s_median", "mean"),
         test_accuracy=("test_accuracy", "mean")).sort_values("world_size", ignore_index=True)
     table["images_per_second_per_worker"] = table["images_per_second"] / table["world_size"]
@@ -139,8 +151,14 @@ def render_markdown(table, runs: list[dict]) -> str:
     shown = table.copy()
     shown["efficiency"] = (100 * shown["efficiency"]).map("{:.1f}%".format)
     shown["test_accuracy"] = shown["test_accuracy"].map(lambda a: "" if np.isnan(a) else f"{a:.4f}")
+    device = first["device"]
+    hosts = max(runs, key=lambda r: r["world_size"])
     lines = [
         "# Scaling report", "",
+        f"Device **{device.get('type', 'cpu')}** ({device.get('name', 'cpu')}"
+        + (f", {device['count_per_node']} per host" if device.get("type") == "cuda" else "")
+        + f"), precision **{first['precision']}**; hosts × ranks of the largest run: "
+        + (", ".join(f"{h} × {n}" for h, n in hosts.get("ranks_per_host", {}).items()) or "not recorded") + ".", "",
         "Per-rank step times and their spread are in `spread.csv`.", "",
         f"Backend **{first.get('backend')}**, model **{first.get('model')}**, dataset **{first.get('dataset')}**, "
         f"per-worker batch n = {first['per_worker_batch']}, threads per rank: "
@@ -157,8 +175,55 @@ def render_markdown(table, runs: list[dict]) -> str:
               + (f", per-rank medians {', '.join(f'{t * 1e3:.1f}' for t in r['step_time_s_per_rank'])} ms "
                  f"(spread {100 * r.get('step_time_s_spread', 0):.1f}%)" if r.get("step_time_s_per_rank") else "")
               + (f", test accuracy {r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else "")
+              + (f"; hosts × ranks: {', '.join(f'{h} × {n}' for h, n in r['ranks_per_host'].items())}"
+                 if r.get("ranks_per_host") else "")
               for r in sorted(runs, key=lambda r: r["world_size"])]
     return "\n".join(lines) + "\n"
+
+
+def peers_table(runs: list[dict]):
+    """Harness against its peers (``bench throughput --peers``), one row per world size and side.
+
+    Each side's weak-scaling efficiency is relative to its own rate at the smallest k measured, so the
+    harness and a peer are compared at the same k in the same processes.
+
+    Returns:
+        A pandas DataFrame with ``world_size``, ``side`` (``harness`` or the peer's name),
+        ``images_per_second`` (total), ``images_per_second_per_worker``, ``efficiency`` and
+        ``harness_ratio`` (harness / side, per worker), or None when no run measured peers.
+    """
+    import pandas as pd
+
+    rows = []
+    for run in (r for r in runs if r.get("peers")):
+        rows.append({"world_size": run["world_size"], "side": "harness",
+                     "images_per_second": run["images_per_second"]})
+        rows += [{"world_size": run["world_size"], "side": name, "images_per_second": peer["images_per_second"]}
+                 for name, peer in run["peers"].items()]
+    if not rows:
+        return None
+    table = pd.DataFrame(rows).groupby(["side", "world_size"], as_index=False, sort=False).mean()
+    table["images_per_second_per_worker"] = table["images_per_second"] / table["world_size"]
+    smallest = table.sort_values("world_size").groupby("side")["images_per_second_per_worker"].transform("first")
+    table["efficiency"] = table["images_per_second_per_worker"] / smallest.reindex(table.index)
+    harness = table[table["side"] == "harness"].set_index("world_size")["images_per_second_per_worker"]
+    table["harness_ratio"] = table["world_size"].map(harness) / table["images_per_second_per_worker"]
+    table["peer_first"] = table["side"] != "harness"  # harness first within each k
+    return table.sort_values(["world_size", "peer_first"], ignore_index=True).drop(columns="peer_first")
+
+
+def render_peers(table) -> list[str]:
+    """The report section for :func:`peers_table` (empty when there were no peers)."""
+    if table is None:
+        return []
+    shown = table.copy()
+    shown["efficiency"] = (100 * shown["efficiency"]).map("{:.1f}%".format)
+    return ["", "## Against the peers", "",
+            "The same model, batch, precision and threads, measured right after the harness in the same ranks "
+            "(`bench throughput --peers`): plain = the framework's loop without communication, horovod = a bare "
+            "`horovod.torch` loop, ddp = torch DistributedDataParallel. Efficiency is each side's own weak-scaling "
+            "efficiency against its smallest k; harness_ratio = harness / side, per worker.", "",
+            shown.to_markdown(index=False, floatfmt=".4g")]
 
 
 def spread_table(runs: list[dict]):
@@ -167,35 +232,42 @@ def spread_table(runs: list[dict]):
 
     return pd.DataFrame([{"world_size": r["world_size"], "run_dir": r["run_dir"],
                           "step_time_s_per_rank": " ".join(f"{t:.4g}" for t in r.get("step_time_s_per_rank", [])),
-                          "spread": r.get("step_time_s_spread", np.nan)} for r in sorted(runs, key=lambda r: r["world_size"])])
+                          "spread": r.get("step_time_s_spread", np.nan)}
+                         for r in sorted(runs, key=lambda r: r["world_size"])])
 
 
 def write_report(run_dirs: list[str], out: str | Path, *, overwrite: bool = False,
-                 target: ProjectionNetwork = ProjectionNetwork()) -> Path:
+                 target: Projection = Projection()) -> Path:
     """Write the report files into ``out``; returns the path of ``report.md``.
 
     Training and throughput runs make the scaling table and plots; allreduce runs the busbw table;
-    with both, the measured-vs-predicted table; a run with ``model_bytes`` the projection.
+    with both, the measured-vs-predicted table; a run with ``model_bytes`` the projection
+    (``projection.csv`` and ``projection.png``, :class:`benchmarks.projection.Projection` defaults).
 
     Raises:
-        UsageError: bad run directories, or report files already in ``out`` without ``overwrite``.
+        ConfigError: bad run directories, or report files already in ``out`` without ``overwrite``.
     """
     runs = [load_run(d) for d in run_dirs]
-    scaling_runs = [r for r in runs if r.get("kind", "train") in SCALING_KINDS]
+    elastic_runs = [r for r in runs if r.get("elastic")]  # k changed mid-run: a report of its own, not a k point
+    scaling_runs = [r for r in runs if r.get("kind", "train") in SCALING_KINDS and not r.get("elastic")]
     allreduce_runs = [r for r in runs if r.get("kind") == "allreduce"]
     scaling = scaling_table(scaling_runs) if scaling_runs else None
     out = Path(out)
     existing = [name for name in REPORT_FILES if (out / name).exists()]
     if existing and not overwrite:
-        raise UsageError(f"{out} already has {', '.join(existing)}; pass --overwrite or choose a new directory")
+        raise ConfigError(f"{out} already has {', '.join(existing)}; pass --overwrite or choose a new directory")
     out.mkdir(parents=True, exist_ok=True)
-    text = "# Scaling report\n\nNo training or throughput runs given.\n"
+    text = "# Scaling report\n\nNo training or throughput runs of a fixed k given.\n"
     busbw = comparison = projection = model = None
     if scaling is not None:
         scaling.to_csv(out / "scaling.csv", index=False)
         spread_table(scaling_runs).to_csv(out / "spread.csv", index=False)
         plot_scaling(scaling, out)
         text = render_markdown(scaling, scaling_runs)
+        peers = peers_table(scaling_runs)
+        if peers is not None:
+            peers.to_csv(out / "peers.csv", index=False)
+            text += "\n".join(render_peers(peers)) + "\n"
         model = measured_model(scaling, scaling_runs)
     if allreduce_runs:
         busbw = busbw_table(allreduce_runs)
@@ -204,11 +276,17 @@ def write_report(run_dirs: list[str], out: str | Path, *, overwrite: bool = Fals
     link = measured_link(allreduce_runs) if allreduce_runs else None
     if model and link and "error" not in link and len(scaling) > 1:
         hosts = max(len(r.get("hosts") or [1]) for r in scaling_runs)
-        comparison = predicted_vs_measured(scaling, model, link, hosts)
+        comparison = predicted_vs_measured(scaling, model, link, hosts, shared_host_contention(scaling_runs))
         comparison.to_csv(out / "predicted.csv", index=False)
     if model:
-        projection = projection_table(model, target)
-        projection.to_csv(out / "projection.csv", index=False)
+        table, rows, sigma, source = projection_table(model, target)
+        table.to_csv(out / "projection.csv", index=False)
+        plot_report_projection(rows, scaling, model, target, sigma, out)
+        projection = (table, sigma, source)
     text += "\n".join(["", *render_comm(busbw, link, comparison, projection, target, model)])
+    for run in elastic_runs:
+        from benchmarks.report_elastic import render_elastic
+
+        text += "\n".join(render_elastic(run, out)) + "\n"
     (out / "report.md").write_text(text)
     return out / "report.md"

@@ -1,33 +1,20 @@
-"""Communication sections of the scaling report: busbw, measured vs predicted, projection to 256 GPUs.
+"""Communication sections of the scaling report: busbw, measured vs predicted, projection and its plot.
 
-The measured model is the smallest world size's step time (compute) and gradient bytes from the
-throughput or training runs; the measured link is α and B fitted (ring model) to Horovod's
-allreduce times at the largest measured k.
+The measured model comes from the smallest world size's run (:func:`benchmarks.projection.from_run`:
+compute = its median step time, gradient bytes, readiness from ``layers.json`` when present, σ from its
+step times); the measured link is α and B fitted (ring model) to Horovod's allreduce times at the
+largest measured k. The projection uses the same defaults and flags as ``harness project``
+(:class:`benchmarks.projection.Projection`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from benchmarks.costmodel import GBIT, Network, fit_link, project
+import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class ProjectionNetwork:
-    """The network a report projects onto (CLI: ``harness report --gpus-per-node ...``)."""
-
-    gpus_per_node: int = 8
-    inter_gbps: float = 100.0
-    intra_gbps: float = 1200.0
-    latency_us: float = 10.0
-    algorithm: str = "hierarchical"
-    world_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
-
-    def network(self) -> Network:
-        """As a cost-model :class:`~benchmarks.costmodel.Network`."""
-        return Network(self.gpus_per_node, self.inter_gbps * GBIT, self.intra_gbps * GBIT,
-                       self.latency_us * 1e-6, self.latency_us * 0.5e-6)
+from benchmarks.costmodel import INTERFERENCE, Fusion, Network, fit_link, project
+from benchmarks.projection import Projection, from_run, resolve_sigma
 
 
 def busbw_table(allreduce_runs: list[dict]):
@@ -78,41 +65,104 @@ def measured_link(allreduce_runs: list[dict]) -> dict | None:
 
 
 def measured_model(scaling, runs: list[dict]) -> dict | None:
-    """Compute time (s, the smallest k's median step time) and gradient bytes, or None."""
-    with_bytes = [r for r in runs if r.get("model_bytes")]
-    if not with_bytes:
-        return None
-    return {"compute_s": float(scaling["step_time_s_median"].iloc[0]), "model_bytes": int(with_bytes[0]["model_bytes"]),
-            "base_world_size": int(scaling["world_size"].iloc[0])}
+    """The smallest world size's run as a model (:func:`benchmarks.projection.from_run`), or None.
+
+    Returns None when no run has ``model_bytes`` (or a ``layers.json``).
+    """
+    k0 = int(scaling["world_size"].iloc[0])
+    candidates = [r for r in runs if r["world_size"] == k0] + [r for r in runs if r["world_size"] != k0]
+    for run in candidates:
+        try:
+            model = from_run(run["run_dir"])
+        except ValueError:
+            continue
+        compute = float(scaling.loc[scaling["world_size"] == model["world_size"], "step_time_s_median"].iloc[0])
+        device = run.get("device", {})
+        return {**model, "workload": model["workload"].with_compute(compute), "compute_s": compute,
+                "model_bytes": model["workload"].model_bytes, "base_world_size": model["world_size"],
+                "device_type": device.get("type", "cpu"), "device_name": device.get("name", "cpu")}
+    return None
 
 
-def predicted_vs_measured(scaling, model: dict, link: dict, hosts: int):
-    """Measured weak-scaling efficiency beside the cost model's, calibrated on this machine."""
+def predicted_vs_measured(scaling, model: dict, link: dict, hosts: int, contention: dict[int, float] | None = None):
+    """Measured weak-scaling efficiency beside the cost model's, calibrated on this machine.
+
+    The link is the fitted α and B (achieved, so efficiency 1); the fitted α holds on average half a
+    Horovod cycle of waiting for the next tick, which is taken out since the model places ticks itself.
+    σ is the run's measured spread (0 when too few steps).
+
+    Args:
+        contention: k → f_k, how much slower one worker computes when k workers share the machine(s)
+            (:func:`shared_host_contention`; 1 for every k when each worker has a device of its own).
+            Compute at k is T_c·f_k.
+    """
     import pandas as pd
 
     ks = [int(k) for k in scaling["world_size"]]
     per_node = max(1, max(ks) // max(hosts, 1))
-    net = Network(per_node, link["bandwidth"], link["bandwidth"], link["alpha_s"], link["alpha_s"])
-    # The fitted α already holds Horovod's cycle time (small messages wait for the next cycle).
-    rows = project(model["model_bytes"], model["compute_s"], ks, net, algorithm="ring",
-                   fusion_bytes=link["fusion_bytes"], cycle_s=0.0)
+    cycle = link["cycle_ms"] * 1e-3
+    alpha = max(0.0, link["alpha_s"] - cycle / 2 / (2 * max(1, link["world_size"] - 1)))
+    net = Network(per_node, link["bandwidth"], link["bandwidth"], alpha, alpha, name="fitted link")
+    factors = [(contention or {}).get(k, 1.0) for k in ks]
+    steps = [project(model["workload"].with_compute(model["workload"].compute_s * f), [k], net, base_world_size=k,
+                     algorithm="ring", fusion=Fusion(link["fusion_bytes"], cycle),
+                     sigma=model.get("sigma_measured") or 0.0, interference=INTERFERENCE)[0]["step_time_s"]
+             for k, f in zip(ks, factors)]
     return pd.DataFrame({"world_size": ks, "measured_efficiency": scaling["efficiency"].to_numpy(),
-                         "predicted_efficiency": [r["efficiency"] for r in rows],
-                         "predicted_step_time_s": [r["step_time_s"] for r in rows],
+                         "predicted_efficiency": [steps[0] / t for t in steps], "contention": factors,
+                         "predicted_step_time_s": steps,
                          "measured_step_time_s": scaling["step_time_s_median"].to_numpy()})
 
 
-def projection_table(model: dict, target: ProjectionNetwork):
-    """Projected step time and efficiency for ``target.world_sizes`` (efficiency vs the smallest)."""
+def shared_host_contention(runs: list[dict]) -> dict[int, float] | None:
+    """f_k = per-worker images/s of the no-communication loop at the smallest k / at k.
+
+    Measured by ``bench throughput --peers plain`` in the same ranks (:mod:`benchmarks.peers`): k
+    processes that never communicate, so what they lose is the host's cores and memory bandwidth
+    being shared, not the network. None unless every world size has such a run.
+    """
+    rates: dict[int, list[float]] = {}
+    for run in runs:
+        plain = run.get("peers", {}).get("plain")
+        if plain:
+            rates.setdefault(int(run["world_size"]), []).append(plain["images_per_second_per_worker"])
+    ks = sorted({int(r["world_size"]) for r in runs})
+    if not ks or set(rates) != set(ks):
+        return None
+    base = float(np.mean(rates[ks[0]]))
+    return {k: base / float(np.mean(rates[k])) for k in ks}
+
+
+def projection_table(model: dict, setting: Projection):
+    """Projected step time, efficiency (vs ``setting.base_world_size``) and images/s; σ and its source."""
     import pandas as pd
 
-    rows = project(model["model_bytes"], model["compute_s"], list(target.world_sizes), target.network(),
-                   algorithm=target.algorithm)
-    return pd.DataFrame(rows)[["world_size", "nodes", "step_time_s", "comm_s", "exposed_comm_s", "efficiency",
-                               "efficiency_vs_compute"]]
+    sigma, source = resolve_sigma(setting, model.get("sigma"))
+    rows = setting.run(model["workload"], sigma=sigma, per_worker_batch=model["per_worker_batch"])
+    table = pd.DataFrame(rows)[["world_size", "nodes", "step_time_s", "comm_s", "exposed_comm_s", "efficiency",
+                                "images_per_second", "efficiency_vs_compute"]]
+    return table, rows, sigma, source
 
 
-def render(busbw, link, comparison, projection, target: ProjectionNetwork, model: dict | None) -> list[str]:
+def plot_report_projection(rows: list[dict], scaling, model: dict, setting: Projection, sigma: float,
+                           out: Path) -> Path:
+    """``projection.png`` with the validation anchors and this report's measured points."""
+    from benchmarks.projection_plot import anchor_points, plot_projection
+
+    measured = [{"world_size": int(r.world_size), "efficiency": float(r.efficiency),
+                 "images_per_second": float(r.images_per_second)} for r in scaling.itertuples()]
+    w = model["workload"]
+    name, kind = model["device_name"], model["device_type"]
+    where = kind + (f" ({name})" if name != kind else "")
+    return plot_projection(rows, out / "projection.png", anchors=anchor_points(), measured=measured,
+                           measured_label=f"measured here ({where}, vs k0 = {measured[0]['world_size']})",
+                           title=f"{w.name}: {w.model_bytes / 2**20:.2f} MiB, {w.compute_s * 1e3:.2f} ms compute "
+                                 f"measured on {where}, n = {model['per_worker_batch']}; projected on "
+                                 f"{setting.net().name}",
+                           note=setting.describe() + f"; σ = {sigma:.3g}; readiness {model['readiness']}")
+
+
+def render(busbw, link, comparison, projection, target: Projection, model: dict | None) -> list[str]:
     """Markdown lines for the communication sections present."""
     lines = []
     if busbw is not None:
@@ -128,16 +178,24 @@ def render(busbw, link, comparison, projection, target: ProjectionNetwork, model
                   f"({link['cycle_ms']:g} ms): a small tensor waits for the next cycle.", ""]
     if comparison is not None:
         lines += ["## Measured vs predicted efficiency", "",
-                  "The cost model calibrated on this machine: compute = the smallest world size's step time, "
-                  "link = the fit above. Where ranks share cores, CPU contention (which the model does not "
-                  "include) makes the measurement lower than the prediction.", "",
+                  "The cost model calibrated on this machine: compute = the smallest world size's step time × "
+                  "`contention` (f_k: how much slower a worker computes when k of them share the host's cores, "
+                  "measured by `bench throughput --peers plain`, k processes that never communicate; 1 where "
+                  "no such run was given), link = the fit above.", "",
                   comparison.to_markdown(index=False, floatfmt=".4g"), ""]
     if projection is not None:
-        lines += ["## Projection to 256 GPUs", "",
-                  f"The measured model ({model['model_bytes'] / 2**20:.2f} MiB of gradients, "
-                  f"{model['compute_s'] * 1e3:.2f} ms compute per step) on {target.gpus_per_node} GPUs per node, "
-                  f"{target.inter_gbps:g} Gbit/s per node, {target.intra_gbps:g} Gbit/s inside a node, "
-                  f"α = {target.latency_us:g} µs, {target.algorithm} allreduce. Efficiency is relative to "
-                  f"k = {target.world_sizes[0]}.", "",
-                  projection.to_markdown(index=False, floatfmt=".4g"), ""]
+        table, sigma, source = projection
+        cpu = model.get("device_type", "cpu") == "cpu"
+        lines += [f"## Projection to {int(table['world_size'].max())} GPUs", "",
+                  *([f"**Projected from a CPU step time** ({model['compute_s'] * 1e3:.2f} ms on "
+                     f"{model.get('device_name', 'cpu')}): "
+                     "a GPU computes the same step many times faster, so communication weighs more there and this "
+                     "projection is optimistic for GPUs. Measure on the GPUs you will use "
+                     "(`harness bench throughput --device cuda`) for a projection worth quoting.", ""] if cpu else []),
+                  f"The measured model ({model['model_bytes'] / 2**20:.2f} MiB of gradients in "
+                  f"{len(model['workload'].sizes_bytes)} tensors, readiness {model['readiness']}, "
+                  f"{model['compute_s'] * 1e3:.2f} ms compute per step, n = {model['per_worker_batch']}, "
+                  f"σ = {sigma:.3g}, {source}) on {target.describe()}. Same defaults and flags as `harness project` "
+                  "(`harness project --help`); the model is `benchmarks/costmodel.py`, validated in the README.", "",
+                  table.to_markdown(index=False, floatfmt=".4g"), "", "![projection](projection.png)", ""]
     return lines

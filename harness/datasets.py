@@ -144,3 +144,87 @@ def synthetic(*, train_size: int = 1024, test_size: int = 256, input_shape=(1, 2
 
     (x_train, y_train), (x_test, y_test) = split(train_size), split(test_size)
     return Dataset("synthetic", x_train, y_train, x_test, y_test, num_classes)
+
+
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(path: str | Path, *, layout: str = "NCHW") -> Dataset:
+    """The user's own data from an ``.npz`` file with arrays ``x_train, y_train, x_test, y_test``.
+
+    Images are (N, C, H, W) with ``layout="NCHW"`` or (N, H, W, C) with ``"NHWC"`` (one-channel
+    images may also be (N, H, W)); they come back NCHW float32. Integer images (e.g. uint8 pixels)
+    are scaled to [0, 1] and normalised by the training set's mean and standard deviation, as
+    Fashion-MNIST is; float images are used as given. Labels are integers in [0, num_classes), with
+    ``num_classes`` = the largest label + 1.
+
+    Example:
+        >>> np.savez("my.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)   # doctest: +SKIP
+        >>> load_npz("my.npz", layout="NHWC").input_shape                   # doctest: +SKIP
+        (3, 32, 32)
+
+    Raises:
+        ValueError: one line naming the file and what is wrong: unreadable or not an npz, a missing
+            array, images that are not 3-/4-D numbers or not finite, a channel axis that does not
+            fit ``layout``, labels that are not 1-D non-negative integers, counts or image shapes
+            that differ between arrays.
+    """
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [name for name in NPZ_ARRAYS if name not in npz.files]
+            if missing:
+                raise ValueError(f"{path}: missing array(s) {', '.join(missing)} (need {', '.join(NPZ_ARRAYS)})")
+            arrays = {name: npz[name] for name in NPZ_ARRAYS}
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, EOFError) as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    images = {split: _npz_images(arrays[f"x_{split}"], f"{path}: x_{split}", layout) for split in ("train", "test")}
+    labels = {split: _npz_labels(arrays[f"y_{split}"], f"{path}: y_{split}") for split in ("train", "test")}
+    for split in ("train", "test"):
+        if len(images[split]) != len(labels[split]):
+            raise ValueError(f"{path}: x_{split} has {len(images[split])} images but y_{split} "
+                             f"{len(labels[split])} labels")
+    if images["train"].shape[1:] != images["test"].shape[1:]:
+        raise ValueError(f"{path}: train images are {images['train'].shape[1:]} (C, H, W), "
+                         f"test images {images['test'].shape[1:]}")
+    x_train, x_test = images["train"], images["test"]
+    if np.issubdtype(x_train.dtype, np.integer):
+        x_train, x_test = _normalise(x_train, x_test)
+    num_classes = int(max(labels["train"].max(), labels["test"].max())) + 1
+    return Dataset(Path(path).name, np.ascontiguousarray(x_train, dtype=np.float32), labels["train"],
+                   np.ascontiguousarray(x_test, dtype=np.float32), labels["test"], num_classes)
+
+
+def _npz_images(x: np.ndarray, where: str, layout: str) -> np.ndarray:
+    """Check one image array and return it as (N, C, H, W) in its own dtype."""
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)) or x.dtype == bool:
+        raise ValueError(f"{where}: images must be integers or floats, got dtype {x.dtype}")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        x = np.moveaxis(x, 3, 1) if layout == "NHWC" else x
+    else:
+        raise ValueError(f"{where}: images must be (N, H, W) or 4-D {layout}, got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError(f"{where}: no images")
+    channels, height, width = x.shape[1:]
+    if channels >= min(height, width):
+        raise ValueError(f"{where}: as {layout} this is {channels} channels of {height}x{width} images; "
+                         f"is the layout {'NHWC' if layout == 'NCHW' else 'NCHW'}? (--layout)")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise ValueError(f"{where}: {int(np.size(x) - np.isfinite(x).sum())} pixel value(s) are NaN or Inf")
+    return x
+
+
+def _npz_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """Check one label array and return it as int64 (N,)."""
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{where}: labels must be a 1-D integer array, got dtype {y.dtype} shape {y.shape}")
+    if len(y) and y.min() < 0:
+        raise ValueError(f"{where}: labels must be >= 0, found {int(y.min())}")
+    return y.astype(np.int64)

@@ -17,6 +17,9 @@ Guards and options:
 * ``trust_clip`` (LARC, NVIDIA apex): the per-layer LR is min(γ·λ, γ), i.e. λ is clipped at 1.
 * Parameters outside ``adapt_mask`` take plain momentum SGD (λ = 1); outside ``decay_mask``
   take no weight decay (and their trust ratio uses β = 0).
+* The MLPerf ResNet-50 reference (mlcommons/training ``image_classification/tensorflow2/
+  lars_optimizer.py``) is this update with ε = :func:`reference_epsilon` of its configured value
+  (0 → Keras's 1e-7) and its skip list (BN and bias variables) as both masks.
 
 References:
     You, Gitman & Ginsburg 2017, arXiv 1708.03888, Algorithm 1 and eq. (6).
@@ -31,6 +34,25 @@ from collections.abc import Sequence
 import numpy as np
 
 from harness._validate import check_hyper, check_lists, per_param_mask
+
+
+KERAS_EPSILON = 1e-7
+"""``tf.keras.backend.epsilon()``: the ε the MLPerf reference's LARS uses when configured with 0."""
+
+
+def reference_epsilon(eps: float = 0.0) -> float:
+    """The ε the MLPerf reference's LARS actually adds: ``eps or 1e-7``.
+
+    ``LARSOptimizer.__init__`` sets ``self.epsilon = epsilon or backend_config.epsilon()``, so the
+    ``--lars_epsilon=0`` of its documented runs means ε = 1e-7, not 0 (mlcommons/training
+    ``image_classification/tensorflow2/lars_optimizer.py``).
+
+    Raises:
+        ValueError: if ``eps`` is negative or not finite.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    return float(eps) or KERAS_EPSILON
 
 
 def trust_ratio(param_norm, grad_norm, *, trust_coefficient: float, weight_decay: float = 0.0,

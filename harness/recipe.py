@@ -9,6 +9,8 @@ cosine) over the remaining steps. Every field is checked on construction; a bad 
 References:
     Goyal et al. 2017, arXiv 1706.02677 (linear scaling §2.1, warmup §2.2, momentum correction
     §2.3, ImageNet recipe §5.1). You, Gitman & Ginsburg 2017, arXiv 1708.03888 (LARS, poly(2)).
+    MLPerf Training ResNet-50 reference, mlcommons/training ``image_classification/tensorflow2``
+    (LARS, poly(2) to an end LR, label smoothing: :func:`mlperf_resnet50_lars`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from harness import schedules
-from harness.scaling import RULES, scaled_lr
+from harness.lars import reference_epsilon
+from harness.scaling import RULES, mlperf_lars_lr, scaled_lr
 
 WARMUPS = ("none", "gradual", "constant")
 DECAYS = ("none", "multistep", "poly", "cosine")
@@ -54,6 +57,8 @@ class Recipe:
         decay_factor: multistep factor (Goyal: 0.1).
         poly_power: polynomial power (LARS: 2).
         end_lr: final LR of poly and cosine decay.
+        decay_steps_offset: steps added to the decay length T = total − warmup steps of poly and
+            cosine decay (MLPerf's ``lars_util.py``: 1, so the LR never reaches ``end_lr``).
         optimizer: ``sgd`` or ``lars``.
         momentum: m (0.9).
         weight_decay: β (Goyal: 1e-4).
@@ -62,6 +67,8 @@ class Recipe:
         lars_eps: ε in the LARS trust-ratio denominator.
         trust_clip: LARC clipping of the trust ratio at 1.
         momentum_correction: rescale v-form velocity by γ_{t+1}/γ_t (Goyal eq. 10).
+        label_smoothing: ε_ls in [0, 1): the training loss's target is (1 − ε_ls)·one-hot + ε_ls/C
+            (Szegedy et al. 2016, arXiv 1512.00567 §7; MLPerf: 0.1). Evaluation loss stays plain.
     """
 
     name: str = "custom"
@@ -81,6 +88,7 @@ class Recipe:
     decay_factor: float = 0.1
     poly_power: float = 2.0
     end_lr: float = 0.0
+    decay_steps_offset: int = 0
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -89,6 +97,7 @@ class Recipe:
     lars_eps: float = 0.0
     trust_clip: bool = False
     momentum_correction: bool = True
+    label_smoothing: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "milestones_epochs", tuple(self.milestones_epochs))
@@ -121,17 +130,36 @@ class Recipe:
         """Warmup length in optimizer steps (0 without warmup)."""
         return 0 if self.warmup == "none" else schedules.epochs_to_steps(self.warmup_epochs, self.steps_per_epoch)
 
+    @property
+    def decay_steps(self) -> int:
+        """T of poly and cosine decay: total − warmup steps + ``decay_steps_offset`` (at least 1)."""
+        return max(self.total_steps - self.warmup_steps, 1) + self.decay_steps_offset
+
     def schedule(self) -> schedules.Schedule:
-        """The LR schedule ``f(step) -> lr`` (vectorised) described by this recipe."""
-        peak, warm, total = self.peak_lr, self.warmup_steps, self.total_steps
+        """The LR schedule ``f(step) -> lr`` (vectorised) described by this recipe.
+
+        Built once per recipe (the recipe is immutable) and kept: the LR adapters call it every step.
+        """
+        built = self.__dict__.get("_schedule")
+        if built is None:
+            built = self._build_schedule()
+            object.__setattr__(self, "_schedule", built)
+        return built
+
+    def __getstate__(self) -> dict:
+        """Pickle the fields only (the kept schedule is a closure; it is rebuilt on first use)."""
+        return {key: value for key, value in self.__dict__.items() if key != "_schedule"}
+
+    def _build_schedule(self) -> schedules.Schedule:
+        peak, warm = self.peak_lr, self.warmup_steps
         spe = self.steps_per_epoch
         if self.decay == "multistep":
             marks = [schedules.epochs_to_steps(e, spe) - warm for e in self.milestones_epochs]
             main = schedules.multistep(peak, marks, self.decay_factor)
         elif self.decay == "poly":
-            main = schedules.polynomial(peak, max(total - warm, 1), power=self.poly_power, end_lr=self.end_lr)
+            main = schedules.polynomial(peak, self.decay_steps, power=self.poly_power, end_lr=self.end_lr)
         elif self.decay == "cosine":
-            main = schedules.cosine(peak, max(total - warm, 1), end_lr=self.end_lr)
+            main = schedules.cosine(peak, self.decay_steps, end_lr=self.end_lr)
         else:
             main = schedules.constant(peak)
         if warm == 0:
@@ -144,6 +172,20 @@ class Recipe:
     def lr(self, step):
         """The LR at ``step`` (an int or an integer array): a float or a float64 array."""
         return self.schedule()(step)
+
+    def multiplier(self, step):
+        """``lr(step) / peak_lr``: the factor a framework adapter applies to each base LR.
+
+        Equals ``lr(step)`` for an optimizer whose LR is ``peak_lr``, and keeps the ratios of
+        param groups with other base LRs (detectron2's ``LRMultiplier``).
+
+        Args:
+            step: an int or an integer array.
+
+        Returns:
+            A float or a float64 array.
+        """
+        return self.lr(step) / self.peak_lr
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -239,6 +281,9 @@ def _validate(r: Recipe) -> None:
     _check(_is_real(r.momentum) and 0 <= r.momentum < 1, "momentum", r.momentum, "in [0, 1)")
     _check(_is_real(r.decay_factor) and 0 < r.decay_factor <= 1, "decay_factor", r.decay_factor, "in (0, 1]")
     _check(_is_real(r.poly_power) and r.poly_power > 0, "poly_power", r.poly_power, "a finite number > 0")
+    _check(_is_int(r.decay_steps_offset, 0), "decay_steps_offset", r.decay_steps_offset, "an integer >= 0")
+    _check(_is_real(r.label_smoothing) and 0 <= r.label_smoothing < 1, "label_smoothing", r.label_smoothing,
+           "in [0, 1)")
     for field, choices in (("scaling_rule", RULES), ("warmup", WARMUPS), ("decay", DECAYS), ("optimizer", OPTIMIZERS)):
         _check(getattr(r, field) in choices, field, getattr(r, field), "one of " + ", ".join(choices))
     for field in ("nesterov", "trust_clip", "momentum_correction"):
@@ -313,8 +358,71 @@ def fashion_mnist_goyal(global_batch: int = 128, *, per_worker_batch: int = 128)
                   weight_decay=5e-4)
 
 
+def mlperf_resnet50_lars(global_batch: int = 4096, *, per_worker_batch: int = 64) -> Recipe:
+    """The MLPerf Training ResNet-50 reference's LARS recipe (mlcommons/training, v1.0 TF2 reference).
+
+    Every value, with the file of ``mlcommons/training`` it comes from (``image_classification/``
+    omitted; ``README`` is ``README_tensorflow2.md``, whose TPU-v3-64 run is the one at kn = 4096):
+
+    ==========================  ==================  ==================================================
+    field                       value               source
+    ==========================  ==================  ==================================================
+    optimizer                   ``lars``            README ``--optimizer=LARS``
+    peak LR, warmup_epochs      10.0, 5 (kn<16384)  ``tensorflow2/lars_util.py``
+                                25.0, 5 (<32768)    ``PolynomialDecayWithWarmup`` table
+                                31.2, 25 (above)    (:func:`harness.scaling.mlperf_lars_lr`); README
+                                                    passes the same 10.0 and 5 at kn = 4096
+    scaling_rule                ``none``            ``lars_util.py``: the LR is the table's, unscaled
+    warmup, warmup_start_lr     gradual, 0.0        ``lars_util.py``: ``init · step / warmup_steps``
+    decay, poly_power           ``poly``, 2         ``lars_util.py``: ``PolynomialDecay(power=2.0)``
+    end_lr                      1e-4                ``lars_util.py``: ``end_learning_rate`` default
+    decay_steps_offset          1                   ``lars_util.py``: ``train_steps − warmup_steps + 1``
+    trust_coefficient           0.001               ``tensorflow2/lars_optimizer.py``: ``eeta`` default
+                                                    (``common.py`` passes none)
+    lars_eps                    1e-7                README ``--lars_epsilon=0``; ``lars_optimizer.py``:
+                                                    ``epsilon or backend_config.epsilon()``
+    momentum                    0.9                 README ``--momentum=0.9``
+    weight_decay                2e-4                README ``--weight_decay=0.0002``
+    nesterov, trust_clip        false, false        ``lars_optimizer.py`` (``use_nesterov=False``; no clip)
+    momentum_correction         false               ``lars_optimizer.py``: ``mom = m·mom − lr·λ·d``,
+                                                    no rescaling (NVIDIA's submissions add it)
+    label_smoothing             0.1                 README ``--label_smoothing=0.1``;
+                                                    ``resnet_runnable.py``: ``categorical_crossentropy``
+    epochs                      42                  README ``--train_epochs=42`` (kn = 4096)
+    per_worker_batch            64                  README: ``--batch_size=4096``, ``--num_replicas=64``
+    dataset_size                1,281,167           ``tensorflow2/imagenet_preprocessing.py``
+                                                    ``NUM_IMAGES['train']``; ``common.py`` drops the
+                                                    remainder (``steps_per_epoch = N // kn``)
+    ==========================  ==================  ==================================================
+
+    Not fields: the reference's skip list ``['batch_normalization', 'bias', 'bn']``
+    (``common.py``, ``get_optimizer``) takes BN and bias variables out of both the trust ratio and
+    weight decay, which is the backends' default :func:`~backends.torch.bias_and_norm` rule (ndim <= 1)
+    for ResNet-50; the loss is ``sum(CE) / global batch`` (``resnet_runnable.py``), the engines'
+    mean over kn.
+
+    Args:
+        global_batch: kn; picks the LR and warmup row of the table.
+        per_worker_batch: n (k = kn / n workers).
+
+    Raises:
+        ValueError: if ``global_batch`` is not a positive multiple of ``per_worker_batch``.
+    """
+    if not _is_int(global_batch, 1) or global_batch % per_worker_batch:
+        raise ValueError(f"global_batch must be a positive multiple of {per_worker_batch}, got {global_batch!r}")
+    peak, warmup_epochs = mlperf_lars_lr(global_batch)
+    return Recipe(name=f"mlperf-resnet50-lars-{global_batch}", reference_lr=peak, reference_batch=global_batch,
+                  world_size=global_batch // per_worker_batch, per_worker_batch=per_worker_batch,
+                  dataset_size=IMAGENET_TRAIN_IMAGES, epochs=42.0, scaling_rule="none", warmup="gradual",
+                  warmup_epochs=warmup_epochs, warmup_start_lr=0.0, decay="poly", poly_power=2.0, end_lr=1e-4,
+                  decay_steps_offset=1, optimizer="lars", momentum=0.9, weight_decay=2e-4, nesterov=False,
+                  trust_coefficient=0.001, lars_eps=reference_epsilon(0.0), trust_clip=False,
+                  momentum_correction=False, label_smoothing=0.1)
+
+
 PRESETS = {
     "goyal2017-resnet50": goyal2017_resnet50,
     "you2017-lars-resnet50": you2017_lars_resnet50,
     "fashion-mnist-goyal": fashion_mnist_goyal,
+    "mlperf-resnet50-lars": mlperf_resnet50_lars,
 }

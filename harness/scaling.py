@@ -65,3 +65,37 @@ def scaled_lr(reference_lr: float, global_batch: int, *, reference_batch: int = 
     if not (isinstance(reference_lr, (int, float)) and math.isfinite(reference_lr) and reference_lr > 0):
         raise ValueError(f"reference_lr must be a finite number > 0, got {reference_lr!r}")
     return float(reference_lr) * scale_factor(global_batch, reference_batch=reference_batch, rule=rule)
+
+
+# The MLPerf ResNet-50 reference's LR table: (batch below which the row applies, initial LR, warmup
+# epochs); the last row applies to every larger batch. mlcommons/training
+# image_classification/tensorflow2/lars_util.py, PolynomialDecayWithWarmup.__init__.
+MLPERF_LARS_TABLE = ((16384, 10.0, 5.0), (32768, 25.0, 5.0), (None, 31.2, 25.0))
+
+
+def mlperf_lars_lr(global_batch: int) -> tuple[float, float]:
+    """The MLPerf reference's LARS peak LR and warmup length for a global batch kn.
+
+    ``kn < 16384``: LR 10.0, 5 warmup epochs; ``kn < 32768``: 25.0, 5 epochs; otherwise 31.2,
+    25 epochs. The reference applies no scaling rule: the LR is read from this table (and its
+    ``--base_learning_rate`` flag overrides it).
+
+    Args:
+        global_batch: kn, images per optimizer step.
+
+    Returns:
+        ``(peak_lr, warmup_epochs)``.
+
+    Raises:
+        ValueError: if ``global_batch`` is not a positive integer.
+
+    References:
+        mlcommons/training ``image_classification/tensorflow2/lars_util.py``
+        (``PolynomialDecayWithWarmup``).
+    """
+    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch <= 0:
+        raise ValueError(f"global_batch must be a positive integer, got {global_batch!r}")
+    for below, lr, warmup_epochs in MLPERF_LARS_TABLE[:-1]:
+        if global_batch < below:
+            return lr, warmup_epochs
+    return MLPERF_LARS_TABLE[-1][1:]

@@ -18,6 +18,15 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def _check_rank(rank, world_size) -> tuple[int, int]:
+    """(k, rank) as ints, with rank in [0, k)."""
+    k = _check_int("world_size", world_size, 1)
+    rank = _check_int("rank", rank, 0)
+    if rank >= k:
+        raise ValueError(f"rank must be in [0, {k}), got {rank}")
+    return k, rank
+
+
 def epoch_permutation(dataset_size: int, *, epoch: int, seed: int) -> np.ndarray:
     """The permutation of ``range(dataset_size)`` shared by every rank in ``epoch``.
 
@@ -53,10 +62,7 @@ def epoch_indices(dataset_size: int, *, epoch: int, seed: int, rank: int, world_
         ValueError: if ``rank`` is outside [0, world_size), ``world_size > dataset_size``, or an
             argument is not an integer in range.
     """
-    k = _check_int("world_size", world_size, 1)
-    rank = _check_int("rank", rank, 0)
-    if rank >= k:
-        raise ValueError(f"rank must be in [0, {k}), got {rank}")
+    k, rank = _check_rank(rank, world_size)
     perm = epoch_permutation(dataset_size, epoch=epoch, seed=seed)
     if k > perm.size:
         raise ValueError(f"world_size {k} is larger than dataset_size {perm.size}")
@@ -65,6 +71,35 @@ def epoch_indices(dataset_size: int, *, epoch: int, seed: int, rank: int, world_
     else:
         perm = np.concatenate([perm, perm[: (-perm.size) % k]])
     return perm[rank::k]
+
+
+def remaining_indices(dataset_size: int, *, epoch: int, seed: int, consumed: int, rank: int,
+                      world_size: int) -> np.ndarray:
+    """This rank's share of what is left of ``epoch`` after ``consumed`` images, over k workers.
+
+    Strided shards make the images that the first steps of an epoch read a prefix of the epoch's
+    permutation (step t of k workers with batch n reads ``perm[t·kn:(t+1)·kn]``, whatever k was),
+    so when k changes mid-epoch (elastic training) the rest, ``perm[consumed:]``, is split over the
+    new k the same way: every image of the epoch is read once, by one worker, across the change.
+    ``consumed = 0`` is :func:`epoch_indices` with ``drop_last``.
+
+    Args:
+        consumed: images of this epoch's permutation already trained on (a prefix), 0 <= consumed <= N.
+
+    Returns:
+        int64 array of shape ((N − consumed) // k,); over all ranks disjoint, and with
+        ``perm[:consumed]`` covering the permutation but its last ``(N − consumed) mod k`` images.
+
+    Raises:
+        ValueError: as :func:`epoch_indices`, or ``consumed`` outside [0, N].
+    """
+    k, rank = _check_rank(rank, world_size)
+    perm = epoch_permutation(dataset_size, epoch=epoch, seed=seed)
+    start = _check_int("consumed", consumed, 0)
+    if start > perm.size:
+        raise ValueError(f"consumed must be <= dataset_size {perm.size}, got {start}")
+    rest = perm[start:]
+    return rest[: rest.size - rest.size % k][rank::k]
 
 
 def batches(indices: np.ndarray, per_worker_batch: int) -> np.ndarray:

@@ -1,17 +1,10 @@
-"""Errors the CLI turns into one line and exit code 2."""
+"""The errors the CLI maps to exit codes: the runtime's own (one line on stderr each).
 
+:class:`UsageError` (a user mistake, exit 2) is :class:`harness.runtime.errors.ConfigError`;
+:class:`RunFailure` (a run that started and failed, exit 1) is the runtime's too.
+"""
 
-class UsageError(Exception):
-    """A user mistake (bad flag value, unreadable file, existing output): one line, exit 2.
+from harness.runtime.errors import ConfigError as UsageError
+from harness.runtime.errors import RunFailure
 
-    Under a launcher every rank usually reaches the same verdict and only rank 0 prints it; a
-    ``local`` error depends on the host (a missing data directory) and is printed by any rank.
-    """
-
-    def __init__(self, message: str, *, local: bool = False):
-        super().__init__(message)
-        self.local = local
-
-
-class RunFailure(Exception):
-    """A run that started failed (a peer rank died, a non-finite gradient under ``stop``): one line, exit 1."""
+__all__ = ["RunFailure", "UsageError"]

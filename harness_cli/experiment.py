@@ -3,70 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import functools
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from harness_cli.errors import UsageError
-from harness_cli.train import BACKENDS
+from backends import BACKENDS
+from harness_cli.errors import RunFailure, UsageError
 
 
 def batch_scaling(args: argparse.Namespace) -> int:
-    """Train the grid, then write ``table.md``, ``table.csv``, ``results.csv`` and the plots."""
+    """Train the grid, then write the per-run and summary CSV files, the targets, the tables and the plots."""
     from benchmarks import batch_scaling as bs
+    from benchmarks import batch_scaling_report as report
 
-    grid = bs.QUICK if args.quick else bs.FULL
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-        grid = dataclasses.replace(grid, seeds=tuple(range(args.seeds)))
-    if args.epochs is not None:
-        try:
-            grid = bs.with_epochs(grid, args.epochs)
-        except ValueError as exc:
-            raise UsageError(f"--epochs: {exc}") from None
-    if args.workers < 1 or (args.workers > 1 and any(m * grid.base_batch % args.workers for m in grid.multiples)):
-        raise UsageError(f"--workers must be >= 1 and divide every global batch, got {args.workers}")
+    grid, methods = bs.configure(quick=args.quick, seeds=args.seeds, epochs=args.epochs, workers=args.workers,
+                                 methods=args.methods.split(",") if args.methods else None, complete=args.complete)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"--out {out} already has files; pass --overwrite or choose a new directory")
-    methods = args.methods.split(",") if args.methods else bs.METHODS
-    unknown = sorted(set(methods) - set(bs.METHODS))
-    if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(bs.METHODS)}")
-    mode = (f"{args.workers} Horovod workers (horovodrun), gradient accumulation above n = {grid.micro_batch}"
-            if args.workers > 1 else f"one process, gradient accumulation in passes of up to {grid.micro_batch} images")
+    mode = bs.mode_text(grid, args.workers)
     jobs = args.jobs or max(1, (os.cpu_count() or 1) // args.workers)
     print(f"batch-scaling: {len(bs.configurations(grid, methods))} runs, {jobs} at a time; {mode}", flush=True)
     started = time.perf_counter()
     try:
         rows = bs.run_grid(grid, out, backend=args.backend, workers=args.workers, jobs=jobs, methods=methods,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, log=functools.partial(print, flush=True))
     except RuntimeError as exc:
-        print(f"harness: error: batch-scaling stopped: {exc}", file=sys.stderr)
-        return 1
-    import pandas as pd
-
-    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
-    table = bs.summarise(rows)
-    table.to_csv(out / "table.csv", index=False)
-    bs.plot_accuracy(table, out)
-    bs.plot_early_loss(rows, out)
+        raise RunFailure(f"batch-scaling stopped: {exc}") from None
     command = "harness experiment batch-scaling " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    text = bs.render(table, grid, mode=mode, backend=args.backend, command=command.strip(),
-                     wall_s=time.perf_counter() - started)
-    (out / "table.md").write_text(text)
-    (out / "grid.json").write_text(json.dumps({**dataclasses.asdict(grid), "mode": mode, "backend": args.backend}, indent=2))
+    text, _ = report.write_outputs(rows, grid, out, mode=mode, backend=args.backend, command=command.strip(),
+                                   wall_s=time.perf_counter() - started)
     print(text)
-    gaps = bs.gap_to_base(table)
-    for (multiple, method), gap in sorted(gaps.items()):
-        if multiple in (32, 64) and method in ("linear-gradual", "lars"):
-            print(f"gap to the base batch at {multiple}x, {method}: {gap:+.2f} points")
-    print(f"table: {out / 'table.md'}")
+    print(f"table: {out / 'table.md'}; README fragment: {out / 'readme_table.md'}")
     return 0
 
 
@@ -74,14 +45,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``harness experiment batch-scaling``."""
     exp = sub.add_parser("experiment", help="accuracy experiments on real data")
     esub = exp.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
-    bsc = esub.add_parser("batch-scaling", help="accuracy vs global batch for five LR methods (Fashion-MNIST)")
+    bsc = esub.add_parser("batch-scaling", help="accuracy vs global batch for six LR methods, paired over seeds "
+                                                "(Fashion-MNIST)")
     bsc.add_argument("--backend", choices=BACKENDS, default="torch")
-    bsc.add_argument("--quick", action="store_true", help="a 2-epoch, 2-batch, 1-seed grid on 4096 images (tests)")
+    bsc.add_argument("--quick", action="store_true", help="a 2-epoch, 2-batch, 2-seed grid on 4096 images (tests)")
     bsc.add_argument("--workers", type=int, default=1, help="k Horovod workers per run (default: 1, accumulation)")
     bsc.add_argument("--jobs", type=int, help="runs at a time (default: cores / workers)")
-    bsc.add_argument("--seeds", type=int, help="seeds per configuration (default: 2, or 1 with --quick)")
-    bsc.add_argument("--epochs", type=float, help="epochs at every batch (default: 6; 2 with --quick); ÷10 at 75%%")
+    bsc.add_argument("--seeds", type=int, help="seeds per configuration (default: 5, or 2 with --quick)")
+    bsc.add_argument("--epochs", type=float,
+                     help="epochs at every batch (default: 10; 2 with --quick); SGD ÷10 at 75%%")
     bsc.add_argument("--methods", help="comma-separated subset of the methods")
+    bsc.add_argument("--complete", action="store_true",
+                     help="also linear and constant warmup at 32x, no scaling at 64x (15 runs more)")
     bsc.add_argument("--out", default="runs/batch-scaling", metavar="DIR")
     bsc.add_argument("--overwrite", action="store_true")
     bsc.set_defaults(func=batch_scaling)

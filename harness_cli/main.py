@@ -7,12 +7,15 @@ a traceback means a bug in this project.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
-from harness_cli import commands
 from harness_cli.errors import RunFailure, UsageError
 
+# One module per subcommand, each with ``register(subparsers)``; heavy imports stay in the handlers,
+# so ``harness --help`` and ``harness hostfile check`` start fast.
+SUBCOMMANDS = ("hostfile", "train", "report", "bench", "sweep", "project", "experiment", "cluster")
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
@@ -28,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full ``harness`` parser with every subcommand registered."""
     parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
-    for register in commands.REGISTRY:
-        register(sub)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"harness_cli.{name}").register(sub)
     return parser
 
 
@@ -50,8 +53,15 @@ def _say(line: str, *, everywhere: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``harness`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "np", None) is not None:
+            from harness_cli.launching import relaunch
+
+            return relaunch(args, argv)
+        if getattr(args, "collective_timeout_s", None) is not None:
+            os.environ["HOROVOD_GLOO_TIMEOUT_SECONDS"] = str(args.collective_timeout_s)
         return int(args.func(args) or 0)
     except UsageError as exc:
         _say(f"harness: error: {exc}", everywhere=exc.local)

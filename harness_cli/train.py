@@ -1,29 +1,21 @@
-"""``harness train``: the recipe on k Horovod workers, with records and a summary.
+"""``harness train``: flags → :class:`~harness.runtime.config.RunConfig`, then the runtime trains.
 
-Framework-free loop over a backend engine (:class:`backends.torch.engine.TorchEngine` or the
-Keras one). Runs alone (k = 1) or under ``horovodrun``/``mpirun``; k comes from Horovod.
-Data: one shuffle per epoch split over the k workers (:mod:`harness.sharding`).
+Runs alone (k = 1) or under ``horovodrun``/``mpirun``; k comes from Horovod.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-import time
 from pathlib import Path
 
-from harness.datasets import load_fashion_mnist, synthetic
-from harness.errors import NonFiniteError
-from harness.recipe import PRESETS, Recipe
-from harness_cli.checkpoint import (CHECKPOINT, describe_failures, is_peer_shutdown, load_checkpoint, parse_fault,
-                                    read_failures, resume_problem)
-from harness_cli.errors import RunFailure, UsageError
-from harness_cli.records import SUMMARY, prepare_out_dir
-from harness_cli.trainer import Trainer
-
-BACKENDS = ("torch", "keras")
-DATASETS = ("fashion-mnist", "synthetic")
+from backends import BACKENDS
+from harness_cli.launching import add_launch_arguments
+from harness.recipe import PRESETS
+from harness.runtime.config import DEVICES, PRECISIONS, DataConfig, RecipeSpec, RunConfig, check_at_least
+from harness.runtime.data import BUILTIN
+from harness.runtime.errors import ConfigError
+from harness.runtime.models import BUILTIN_MODELS
+from harness.runtime.records import SUMMARY
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,8 +27,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--recipe", metavar="FILE", help="recipe file (.json, .yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a recipe field, e.g. --set warmup=constant (repeatable)")
-    p.add_argument("--model", default="resnet-small", help="resnet-small, resnet50 or mlp")
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--model", default="resnet-small", metavar="NAME|MODULE:FUNCTION",
+                   help=f"{', '.join(BUILTIN_MODELS)}, or your builder package.module:function called as "
+                        "f(input_shape, num_classes) (default: resnet-small)")
+    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME|FILE.npz",
+                   help=f"{', '.join(BUILTIN)}, or an .npz with x_train, y_train, x_test, y_test (default: fashion-mnist)")
+    p.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="image layout of an .npz dataset")
     p.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
     p.add_argument("--train-size", type=int, help="use the first N training images (default: all)")
     p.add_argument("--test-size", type=int, help="evaluate on the first N test images (default: all)")
@@ -46,6 +42,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="intra-op threads per rank (default: cores / local ranks)")
     p.add_argument("--fp16-allreduce", action="store_true", help="compress gradients to fp16 for allreduce")
+    add_device_arguments(p)
     p.add_argument("--timing-skip", type=int, default=5, help="steps per rank left out of timings (start-up)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="allow an --out directory that has files")
@@ -60,7 +57,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="a NaN/Inf averaged gradient: stop with an error (default) or skip the step and count it")
 
 
-def _parse_value(text: str):
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device``, ``--precision`` and ``--channels-last`` (train and bench throughput)."""
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto: this rank's local GPU (cuda:local_rank) when CUDA is available, else the CPU")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="mixed precision: bf16 (autocast / mixed_bfloat16) or fp16 (with loss scaling, GPU); "
+                        "weights and the optimizer update stay fp32 (default fp32)")
+    p.add_argument("--channels-last", action="store_true", help="torch: channels-last memory format (convnets)")
+
+
+def parse_value(text: str):
     """A ``--set`` value: int, then float (YAML 1.1 reads ``5e-4`` as a string), then YAML."""
     import yaml
 
@@ -75,19 +82,14 @@ def _parse_value(text: str):
         return text
 
 
-def resolve_recipe(args: argparse.Namespace, *, world_size: int, dataset_size: int) -> Recipe:
-    """The recipe from ``--preset``/``--recipe``, ``--set`` overrides, and the launch (k, n, N).
+def recipe_spec(args: argparse.Namespace) -> RecipeSpec:
+    """``--preset``/``--recipe``, ``--per-worker-batch``, ``--epochs`` and ``--set`` as a :class:`RecipeSpec`.
 
     Raises:
-        UsageError: unreadable file, malformed ``--set``, or a field the recipe rejects.
+        ConfigError: a malformed ``--set`` or a per-worker batch < 1.
     """
-    try:
-        base = Recipe.load(args.recipe) if args.recipe else PRESETS[args.preset]()
-    except OSError as exc:
-        raise UsageError(f"cannot read recipe {args.recipe}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"recipe {args.recipe or args.preset}: {exc}") from None
-    changes = {"world_size": world_size, "dataset_size": dataset_size}
+    check_at_least("per_worker_batch", args.per_worker_batch, 1)
+    changes = {}
     if args.per_worker_batch is not None:
         changes["per_worker_batch"] = args.per_worker_batch
     if args.epochs is not None:
@@ -95,131 +97,59 @@ def resolve_recipe(args: argparse.Namespace, *, world_size: int, dataset_size: i
     for item in args.overrides:
         field, eq, value = item.partition("=")
         if not eq or not field:
-            raise UsageError(f"--set expects FIELD=VALUE, got {item!r}")
-        changes[field.strip()] = _parse_value(value)
-    try:
-        return Recipe.from_dict({**base.to_dict(), **changes})
-    except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
+            raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
+        changes[field.strip()] = parse_value(value)
+    return RecipeSpec(preset=args.preset, file=args.recipe, changes=changes)
 
 
-def load_dataset(args: argparse.Namespace):
-    """The dataset named by ``--dataset``.
-
-    Raises:
-        UsageError: Fashion-MNIST missing or corrupt.
-    """
-    if args.dataset == "synthetic":
-        shape = (3, 224, 224) if args.model == "resnet50" else (1, 28, 28)
-        return synthetic(train_size=4096 if args.model != "resnet50" else 512, test_size=256,
-                         input_shape=shape, num_classes=1000 if args.model == "resnet50" else 10, seed=args.seed)
-    try:
-        data = load_fashion_mnist(args.data_dir)
-    except (OSError, ValueError) as exc:
-        raise UsageError(str(exc), local=True) from None
-    return dataclasses.replace(data, x_train=data.x_train[:args.train_size], y_train=data.y_train[:args.train_size],
-                               x_test=data.x_test[:args.test_size], y_test=data.y_test[:args.test_size])
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The parsed flags as a :class:`RunConfig` (validated there)."""
+    data = DataConfig(source=args.dataset, data_dir=args.data_dir, layout=args.layout, train_size=args.train_size,
+                      test_size=args.test_size)
+    return RunConfig(out=Path(args.out), backend=args.backend, model=args.model, data=data, seed=args.seed,
+                     threads=args.threads, max_steps=args.max_steps, timing_skip=args.timing_skip,
+                     checkpoint_steps=args.checkpoint_steps, checkpoint_epochs=args.checkpoint_epochs,
+                     resume=args.resume, overwrite=args.overwrite, save_params=args.save_params,
+                     fp16_allreduce=args.fp16_allreduce, nonfinite=args.nonfinite, device=args.device,
+                     precision=args.precision, channels_last=args.channels_last, elastic=args.elastic,
+                     commit_steps=args.commit_steps)
 
 
-def make_engine(backend: str, threads: int | None, nonfinite: str = "stop"):
-    """Import and start the backend's engine (initialises Horovod)."""
-    if backend == "torch":
-        from backends.torch.engine import TorchEngine
+def run(args: argparse.Namespace) -> int:
+    """``harness train``: returns the exit code; user mistakes raise :class:`ConfigError`."""
+    from backends import make_engine
+    from harness.runtime.train import run_training
 
-        return TorchEngine(threads=threads, nonfinite=nonfinite)
-    from backends.keras.engine import KerasEngine
-
-    return KerasEngine(threads=threads, nonfinite=nonfinite)
-
-
-def _default_threads() -> int:
-    local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
-    return max(1, (os.cpu_count() or 1) // local)
-
-
-def _check_flags(args: argparse.Namespace) -> None:
-    for name in ("per_worker_batch", "max_steps", "threads", "train_size", "test_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("timing_skip", "checkpoint_steps", "checkpoint_epochs"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    try:
-        parse_fault(os.environ.get("HARNESS_FAULT"))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _read_checkpoint(out: Path) -> tuple[dict | None, dict | None, str | None]:
-    """Rank 0's view of ``--resume``: (meta, state, problem)."""
-    path = out / CHECKPOINT
-    if not path.exists():
-        return None, None, f"--resume: no {CHECKPOINT} in {out}"
-    try:
-        meta, state = load_checkpoint(path)
-    except (OSError, ValueError) as exc:
-        return None, None, f"--resume: {exc}"
-    return meta, state, None
-
-
-def _claim(engine, args: argparse.Namespace, out: Path, recipe: Recipe):
-    """Check the run directory (and read the checkpoint) on rank 0; every rank gets the verdict."""
-    meta = state = None
-    if engine.rank == 0:
-        if args.resume:
-            meta, state, problem = _read_checkpoint(out)
-            if meta and not problem:
-                problem = resume_problem(meta, recipe=recipe.to_dict(), backend=engine.name, model=args.model,
-                                         world_size=engine.size, seed=args.seed)
-                if not problem and meta["step"] >= min(args.max_steps or recipe.total_steps, recipe.total_steps):
-                    problem = f"--resume: the checkpoint is already at step {meta['step']}, the end of this run"
-        else:
-            problem = prepare_out_dir(out, args.overwrite)
-    else:
-        problem = None
-    problem, meta, state = engine.broadcast_object((problem, meta, state))  # rank 0's verdict, one broadcast
-    if problem:
-        raise UsageError(problem)
-    return meta, state
-
-
-def _peer_failure(engine, out: Path, exc: BaseException) -> RunFailure:
-    """A collective failed because another rank stopped: name it from its failure marker if we can."""
-    for _ in range(20):
-        markers = read_failures(out, exclude_rank=engine.rank)
-        if markers:
-            return RunFailure(describe_failures(markers))
-        time.sleep(0.25)
-    return RunFailure(f"another rank stopped ({type(exc).__name__}); the launcher's output names it")
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """``harness train``: returns the exit code; user mistakes raise :class:`UsageError`."""
-    _check_flags(args)
-    data = load_dataset(args)
-    engine = make_engine(args.backend, args.threads or _default_threads(), args.nonfinite)
-    recipe = resolve_recipe(args, world_size=engine.size, dataset_size=len(data.y_train))
-    out = Path(args.out)
-    meta, state = _claim(engine, args, out, recipe)
-    try:
-        engine.build(recipe, model=args.model, input_shape=data.input_shape, num_classes=data.num_classes,
-                     seed=args.seed, fp16_allreduce=args.fp16_allreduce)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    start = None
-    if meta:
-        engine.set_state(state)
-        start = {key: meta[key] for key in ("step", "epoch", "batch")}
-    try:
-        summary = Trainer(engine, recipe, data, args, out, start).run()
-    except NonFiniteError as exc:
-        raise RunFailure(f"{exc} (--nonfinite stop; --nonfinite skip skips such steps and counts them)") from None
-    except Exception as exc:
-        if is_peer_shutdown(exc):
-            raise _peer_failure(engine, out, exc) from None
-        raise
-    if engine.rank == 0:
+    config, spec = run_config(args), recipe_spec(args)
+    engine, summary = run_training(config, spec, make_engine)
+    if engine.rank == 0 and config.elastic:
+        print(f"test accuracy {summary['test_accuracy']:.4f} | world sizes {summary['world_sizes']} | "
+              f"{config.out / SUMMARY}")
+    elif engine.rank == 0:
         print(f"test accuracy {summary['test_accuracy']:.4f} | {summary['images_per_second']:.0f} images/s "
-              f"on {summary['world_size']} workers | {out / SUMMARY}")
+              f"on {summary['world_size']} workers | {config.out / SUMMARY}")
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """``harness train``: the recipe on k Horovod workers (alone, or under horovodrun/mpirun)."""
+    train = sub.add_parser("train", help="train with the recipe; k workers come from Horovod")
+    add_train_arguments(train)
+    add_launch_arguments(train)
+    add_elastic_arguments(train)
+    train.set_defaults(func=run)
+
+
+def add_elastic_arguments(p: argparse.ArgumentParser) -> None:
+    """``--elastic`` and its launch bounds (horovodrun's elastic mode)."""
+    g = p.add_argument_group("elastic (workers leave and join; the global batch, LR and shards follow k)")
+    g.add_argument("--elastic", action="store_true",
+                   help="with --np K, --min-workers, --max-workers and --host-discovery-script: launch "
+                        "horovodrun's elastic mode (Gloo, torch backend)")
+    g.add_argument("--min-workers", type=int, metavar="A", help="the job goes on while at least A workers are up")
+    g.add_argument("--max-workers", type=int, metavar="B", help="... and grows to at most B")
+    g.add_argument("--host-discovery-script", metavar="FILE",
+                   help="prints host:slots lines, run every second (harness cluster writes "
+                        "STATE_DIR/discover-hosts.sh)")
+    g.add_argument("--commit-steps", type=int, default=10, metavar="N",
+                   help="steps between in-memory commits (default 10; a lost worker costs at most N steps)")

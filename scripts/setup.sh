@@ -7,17 +7,25 @@
 #   4. `horovodrun --check-build`, failing unless TensorFlow, PyTorch, MPI and Gloo are all built.
 #
 # Idempotent: on a set-up machine every step is a check that takes seconds.
-# GPU users: HOROVOD_GPU_OPERATIONS, HOROVOD_NCCL_HOME, HOROVOD_CUDA_HOME, ... pass through to the
-# Horovod build untouched and are part of the cache key.
+# GPU users: HARNESS_LOCK=cuda selects requirements/lock-cuda.txt (CUDA builds of the same torch and
+# TensorFlow versions); HOROVOD_GPU_OPERATIONS, HOROVOD_NCCL_HOME, HOROVOD_CUDA_HOME, ... pass through to
+# the Horovod build untouched and are part of the cache key. With HOROVOD_GPU_OPERATIONS=NCCL (or
+# HARNESS_LOCK=cuda) `horovodrun --check-build` must show [X] NCCL, or set-up fails.
+# SETUP_PRINT=1 prints the lock file and cache key that would be used, and changes nothing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 HOROVOD_VERSION=0.28.1
-LOCK=$ROOT/requirements/lock.txt
+case "${HARNESS_LOCK:-cpu}" in
+  cpu) LOCK=$ROOT/requirements/lock.txt ;;
+  cuda) LOCK=$ROOT/requirements/lock-cuda.txt ;;
+  *) printf '[setup] error: HARNESS_LOCK must be cpu or cuda, got %s\n' "$HARNESS_LOCK" >&2; exit 2 ;;
+esac
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/large-minibatch-harness
-DEBIAN_PACKAGES=(libopenmpi-dev openmpi-bin dataset-fashion-mnist g++ make)
+# openssh-server: sshd for the emulated cluster's hosts (harness cluster up).
+DEBIAN_PACKAGES=(libopenmpi-dev openmpi-bin dataset-fashion-mnist g++ make openssh-server)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -58,7 +66,15 @@ horovod_cache_key() {
   local versions build_env
   versions=$("$VENV/bin/python" - <<'EOF'
 import sys, importlib.metadata as md
-print(f"torch{md.version('torch')}-tf{md.version('tensorflow-cpu')}-py{sys.version_info[0]}.{sys.version_info[1]}")
+def version(*names):
+    for name in names:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return "none"
+tf = version("tensorflow-cpu", "tensorflow")
+print(f"torch{version('torch')}-tf{tf}-py{sys.version_info[0]}.{sys.version_info[1]}")
 EOF
 )
   build_env=$(env | grep -E '^(HOROVOD_|CUDA_HOME|NCCL_HOME)' | grep -vE '^HOROVOD_(WITH|WITHOUT)_' | sort | sha256sum | cut -c1-8)
@@ -134,14 +150,27 @@ check_horovod_build() {
     return 0
   fi
   out=$(TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/horovodrun" --check-build 2>&1) || die "horovodrun --check-build failed: $out"
-  for fw in TensorFlow PyTorch MPI Gloo; do
+  local wanted=(TensorFlow PyTorch MPI Gloo)
+  if [ "${HOROVOD_GPU_OPERATIONS:-}" = NCCL ] || [ "${HARNESS_LOCK:-cpu}" = cuda ]; then wanted+=(NCCL); fi
+  for fw in "${wanted[@]}"; do
     grep -qE "\[X\] $fw\b" <<<"$out" || missing+=("$fw")
   done
-  [ ${#missing[@]} -eq 0 ] || { echo "$out" >&2; die "Horovod was built without: ${missing[*]}"; }
+  if [ ${#missing[@]} -ne 0 ]; then
+    echo "$out" >&2
+    case " ${missing[*]} " in
+      *" NCCL "*) die "Horovod was built without NCCL: set HOROVOD_GPU_OPERATIONS=NCCL and HOROVOD_NCCL_HOME (see README)" ;;
+      *) die "Horovod was built without: ${missing[*]}" ;;
+    esac
+  fi
   echo "$key" > "$stamp"
-  say "Horovod $HOROVOD_VERSION ready: TensorFlow, PyTorch, MPI, Gloo"
+  say "Horovod $HOROVOD_VERSION ready: ${wanted[*]}"
 }
 
+if [ "${SETUP_PRINT:-0}" = 1 ]; then
+  echo "lock=$LOCK"
+  echo "debian=${DEBIAN_PACKAGES[*]}"
+  exit 0
+fi
 install_debian_packages
 create_venv
 install_horovod

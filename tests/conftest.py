@@ -41,7 +41,7 @@ def train_mlp(out: Path, np_: int, n: int, *extra: str, backend: str = "torch", 
     """``harness train`` of the BN-free mlp for 6 steps under a launcher; returns its summary."""
     import json
 
-    from harness_cli.launch import launch_command
+    from harness.runtime.launch import launch_command
 
     argv = [sys.executable, "-m", "harness_cli", "train", "--backend", backend, *MLP_TRAIN, "--per-worker-batch",
             str(n), "--out", str(out), *extra]

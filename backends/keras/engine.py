@@ -1,7 +1,8 @@
 """Keras 3 (TensorFlow backend) + ``horovod.tensorflow`` engine behind ``harness train --backend keras``.
 
-Same interface as :class:`backends.torch.engine.TorchEngine`, so the framework-free loop in
-:mod:`harness_cli.train` writes the same records and summary. Gradients are computed per
+Implements :class:`harness.runtime.engine.Engine` on the shared :class:`backends.base.HorovodEngine`,
+as :class:`backends.torch.engine.TorchEngine` does, so the framework-free loop in
+:mod:`harness.runtime.loop` writes the same records and summary. Gradients are computed per
 micro-batch, summed over ``accumulation_steps`` and averaged over k in the optimizer's ``apply``
 (one grouped allreduce): the gradient is normalised by kn as in the torch backend.
 """
@@ -18,11 +19,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import horovod.tensorflow as hvd  # noqa: E402
-from backends.keras.distributed import DistributedLARS, DistributedMomentumSGD, broadcast_variables  # noqa: E402
+from backends.base import HorovodEngine, PreparedBatch  # noqa: E402
+from backends.keras.device import pin_local_gpu, policy_name  # noqa: E402
+from backends.keras.distributed import DistributedOptimizer, broadcast_initial_state  # noqa: E402
+from backends.keras.optim import LARS, MomentumSGD  # noqa: E402
 from backends.keras.models import build_model  # noqa: E402
-from backends.keras.schedule import RecipeSchedule  # noqa: E402
-from harness.errors import NonFiniteError  # noqa: E402
+from backends.keras.schedule import RecipeLR  # noqa: E402
 from harness.recipe import Recipe  # noqa: E402
+from harness.runtime.models import UserModel  # noqa: E402
 
 
 def to_channels_last(x: np.ndarray) -> np.ndarray:
@@ -32,110 +36,141 @@ def to_channels_last(x: np.ndarray) -> np.ndarray:
 
 def build_optimizer(recipe: Recipe, *, fp16_allreduce: bool = False):
     """The recipe's optimizer with its LR schedule, averaging gradients over Horovod workers."""
-    compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
-    common = dict(learning_rate=RecipeSchedule(recipe), momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                  nesterov=recipe.nesterov, compression=compression)
+    common = dict(momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     if recipe.optimizer == "lars":
-        return DistributedLARS(trust_coefficient=recipe.trust_coefficient, eps=recipe.lars_eps,
-                               trust_clip=recipe.trust_clip, momentum_correction=recipe.momentum_correction, **common)
-    return DistributedMomentumSGD(**common)
+        optimizer = LARS(RecipeLR(recipe), trust_coefficient=recipe.trust_coefficient, eps=recipe.lars_eps,
+                         trust_clip=recipe.trust_clip, momentum_correction=recipe.momentum_correction, **common)
+    else:
+        optimizer = MomentumSGD(RecipeLR(recipe), **common)
+    return DistributedOptimizer(optimizer, compression="fp16" if fp16_allreduce else "none")
 
 
-class KerasEngine:
+class KerasEngine(HorovodEngine):
     """One Horovod worker running the recipe with Keras 3.
 
     Args:
         threads: intra-op threads for this rank; ``None`` keeps TensorFlow's default.
+        nonfinite: ``"stop"`` or ``"skip"`` (:class:`backends.base.HorovodEngine`).
+        device: ``"auto"`` (only GPU ``local_rank`` visible when there are GPUs), ``"cpu"`` or ``"cuda"``.
+        precision: ``"fp32"``, ``"bf16"`` (``mixed_bfloat16``) or ``"fp16"`` (``mixed_float16`` with
+            dynamic loss scaling applied after the allreduce, so every rank skips the same steps).
+
+    Raises:
+        ConfigError: no GPU for this local rank, or an unknown precision.
     """
 
     name = "keras"
+    LOSS_SCALE_PERIOD = 2000  # finite steps before the fp16 loss scale doubles (Keras's default)
 
-    def __init__(self, *, threads: int | None = None, nonfinite: str = "stop"):
-        hvd.init()
-        self.nonfinite, self.nonfinite_skipped = nonfinite, 0
+    def __init__(self, *, threads: int | None = None, nonfinite: str = "stop", device: str = "auto",
+                 precision: str = "fp32"):
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        self.threads = threads or os.cpu_count()
-        self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
+        super().__init__(hvd, threads=threads or os.cpu_count(), nonfinite=nonfinite)
+        self._device = pin_local_gpu(tf, self.local_rank, device)  # before any tensor exists
+        self.precision, self._policy = precision, policy_name(precision)
+        self.loss_scale = 2.0 ** 15 if precision == "fp16" else 1.0
+        self.loss_scale_skips, self._finite_run = 0, 0
         self.model = self.optimizer = None
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def build(self, recipe: Recipe, *, model: str, input_shape, num_classes: int, seed: int,
-              fp16_allreduce: bool = False) -> None:
+    def _tensor(self, values: np.ndarray) -> tf.Tensor:
+        return tf.constant(values)
+
+    def device_info(self) -> dict:
+        """This rank's device and precision, for records."""
+        return {**self._device, "precision": self.precision, "channels_last": True}
+
+    def build(self, recipe: Recipe, *, model: str | UserModel, input_shape, num_classes: int, seed: int,
+              fp16_allreduce: bool = False, broadcast: bool = True) -> None:
         """Create the model and optimizer and copy rank 0's variables to every rank.
 
         Raises:
-            ValueError: unknown model name.
+            ValueError: unknown model name, or a user's builder that raised or returned no ``keras.Model``.
         """
         keras.utils.set_random_seed(seed)
+        keras.mixed_precision.set_dtype_policy(self._policy)
         c, h, w = input_shape
-        self.model = build_model(model, input_shape=(h, w, c), num_classes=num_classes)
+        self.model = (build_model(model, input_shape=(h, w, c), num_classes=num_classes) if isinstance(model, str)
+                      else model.build((h, w, c), num_classes, keras.Model))
         self.recipe = recipe
         self.optimizer = build_optimizer(recipe, fp16_allreduce=fp16_allreduce)
-        self.optimizer.build(self.model.trainable_variables)
-        broadcast_variables(self.model.variables + list(self.optimizer.variables), root_rank=0)
+        if broadcast:
+            broadcast_initial_state(self.model, self.optimizer)
+        self._classes = num_classes
+        # Label smoothing (the MLPerf reference's loss, harness.losses.cross_entropy): Keras's categorical
+        # cross-entropy on one-hot targets smooths them to (1 − ε)·one-hot + ε/C, as torch does.
+        self._train_loss = (keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                                 label_smoothing=recipe.label_smoothing)
+                            if recipe.label_smoothing else None)
         self._grads = tf.function(self._gradients, reduce_retracing=True)
         self._apply = tf.function(lambda grads: self.optimizer.apply(grads, self.model.trainable_variables))
 
-    def _gradients(self, x, y):
+    def _gradients(self, x, y, scale):
+        """Training loss (float32 logits; label-smoothed with ``recipe.label_smoothing``) and the gradient
+        of ``loss × scale`` (the fp16 loss scale, else 1)."""
         with tf.GradientTape() as tape:
-            loss = self._loss(y, self.model(x, training=True))
-        return loss, tape.gradient(loss, self.model.trainable_variables)
+            logits = tf.cast(self.model(x, training=True), tf.float32)
+            loss = (self._train_loss(tf.one_hot(y, self._classes), logits) if self._train_loss is not None
+                    else self._loss(y, logits))
+            scaled = loss * scale
+        return loss, tape.gradient(scaled, self.model.trainable_variables)
 
     @property
     def lr(self) -> float:
         """The LR the next step will use."""
         return float(self.optimizer.learning_rate)
 
-    def train_step(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
-        """One optimizer step over ``accumulation_steps`` micro-batches (NCHW numpy in).
+    def prepare(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """NCHW numpy micro-batches as channels-last arrays (done one step ahead by the loop)."""
+        return PreparedBatch((to_channels_last(x), y) for x, y in micro_batches)
+
+    def train_step(self, micro_batches) -> float:
+        """One optimizer step over ``accumulation_steps`` micro-batches (NCHW numpy, or :meth:`prepare`'s).
 
         Returns:
             This rank's mean training loss over its micro-batches.
         """
+        if not isinstance(micro_batches, PreparedBatch):
+            micro_batches = self.prepare(micro_batches)
         total_loss, summed = 0.0, None
+        scale = tf.constant(self.loss_scale, tf.float32)
         for x, y in micro_batches:
-            loss, grads = self._grads(to_channels_last(x), y)
+            loss, grads = self._grads(x, y, scale)
             total_loss += float(loss)
             summed = list(grads) if summed is None else [a + b for a, b in zip(summed, grads)]
-        scale = 1.0 / len(micro_batches)
-        applied = self._apply([g * scale for g in summed] if len(micro_batches) > 1 else summed)
+        factor = 1.0 / (len(micro_batches) * self.loss_scale)
+        applied = self._apply([g * factor for g in summed] if factor != 1.0 else summed)
         if not bool(applied):
-            if self.nonfinite == "stop":
-                raise NonFiniteError("non-finite gradient: the step was not applied")
-            self.nonfinite_skipped += 1
-        return total_loss * scale
+            self._skip()
+        elif self.precision == "fp16":
+            self._finite_run += 1
+            if self._finite_run == self.LOSS_SCALE_PERIOD:
+                self.loss_scale, self._finite_run = self.loss_scale * 2, 0
+        return total_loss / len(micro_batches)
+
+    def _skip(self) -> None:
+        """A non-finite averaged gradient: an fp16 overflow halves the loss scale, else the policy applies."""
+        if self.precision == "fp16":
+            self.loss_scale, self._finite_run = max(self.loss_scale / 2, 1.0), 0
+            self.loss_scale_skips += 1
+        else:
+            self.nonfinite_step()
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
         """Summed cross-entropy, number correct and count on this rank's images: float64 (3,)."""
         loss = correct = 0.0
         for start in range(0, len(x), batch_size):
-            logits = self.model(to_channels_last(x[start:start + batch_size]), training=False)
+            logits = tf.cast(self.model(to_channels_last(x[start:start + batch_size]), training=False), tf.float32)
             target = y[start:start + batch_size]
             loss += float(self._loss(target, logits)) * len(target)
             correct += float(np.sum(np.argmax(logits, axis=1) == target))
         return np.array([loss, correct, len(x)], dtype=np.float64)
 
-    def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
-        """Sum a float64 array over all ranks."""
-        return hvd.allreduce(tf.constant(np.asarray(values, dtype=np.float64)), op=hvd.Sum, name="harness.sum").numpy()
-
-    def allgather_object(self, obj) -> list:
-        """Every rank's ``obj``, in rank order (pickled)."""
-        return hvd.allgather_object(obj, name="harness.gather")
-
-    def broadcast_object(self, obj, root_rank: int = 0):
-        """Rank ``root_rank``'s ``obj`` on every rank."""
-        return hvd.broadcast_object(obj, root_rank=root_rank, name="harness.bcast")
-
     def flat_parameters(self) -> np.ndarray:
         """All trainable variables concatenated, float64."""
         return np.concatenate([np.asarray(v).reshape(-1) for v in self.model.trainable_variables]).astype(np.float64)
-
-    def horovod_settings(self) -> dict:
-        """The Horovod knobs in force on this rank, for records."""
-        return {"controller": "gloo" if hvd.gloo_enabled() else "mpi", "nccl_built": bool(hvd.nccl_built())}
 
     def get_state(self) -> dict:
         """Model and optimizer variables (momentum buffers, iterations) as numpy: a picklable dict."""
@@ -151,7 +186,3 @@ class KerasEngine:
             for variable, value in zip(variables, values):
                 variable.assign(value)
         self.nonfinite_skipped = int(state["nonfinite_skipped"])
-
-    def shutdown(self) -> None:
-        """Release Horovod."""
-        hvd.shutdown()

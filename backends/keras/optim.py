@@ -4,8 +4,9 @@ Keras's own ``SGD`` keeps the LR inside the velocity and applies *decoupled* wei
 cannot equal PyTorch's SGD; :class:`MomentumSGD` ports :func:`harness.sgd.sgd_step` (u-form, L2
 weight decay coupled into the gradient) and :class:`LARS` ports :func:`harness.lars.lars_step`.
 
-Exclusion of biases and norm parameters: variables with ``ndim <= exclude_ndim`` (default 1) get
-no weight decay and, in LARS, no trust ratio (as the torch backend's param groups).
+Exclusion of biases and norm parameters: ``exclude(path, shape) -> bool`` (default
+:func:`bias_and_norm`: ndim <= 1) picks the variables that get no weight decay and, in LARS, no trust
+ratio; the torch backend's ``param_groups`` takes the same ``exclude`` rule.
 
 References:
     You, Gitman & Ginsburg 2017, arXiv 1708.03888 (Algorithm 1). Goyal et al. 2017,
@@ -25,18 +26,34 @@ def _check(name: str, value, ok: bool) -> None:
         raise ValueError(f"Invalid {name}: {value!r}")
 
 
-class _RecipeOptimizer(keras.optimizers.Optimizer):
-    """Shared pieces: momentum slots, coupled L2 weight decay, exclusion by ndim, config."""
+@keras.saving.register_keras_serializable(package="harness")
+def bias_and_norm(name: str, shape: tuple[int, ...]) -> bool:
+    """The default exclusion rule: biases and normalisation parameters (γ, β), i.e. ndim <= 1.
 
-    def __init__(self, learning_rate, *, momentum: float, weight_decay: float, nesterov: bool,
-                 exclude_ndim: int = 1, name: str, **kwargs):
+    The same rule, with the same signature, as ``backends.torch.bias_and_norm``.
+
+    Args:
+        name: the variable's path (``variable.path``); unused by this rule.
+        shape: the variable's shape.
+    """
+    return len(shape) <= 1
+
+
+class _RecipeOptimizer(keras.optimizers.Optimizer):
+    """Shared pieces: momentum slots, coupled L2 weight decay, exclusion, config."""
+
+    def __init__(self, learning_rate, *, momentum: float, weight_decay: float, nesterov: bool, exclude, name: str,
+                 **kwargs):
         _check("momentum", momentum, isinstance(momentum, (int, float)) and 0 <= momentum < 1)
         _check("weight_decay", weight_decay, isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay)
                and weight_decay >= 0)
+        if isinstance(exclude, (dict, str)):  # from get_config
+            exclude = keras.saving.deserialize_keras_object(exclude)
+        _check("exclude", exclude, exclude is None or callable(exclude))
         # weight_decay=None: Keras's base would apply decoupled decay; ours is coupled (L2).
         super().__init__(learning_rate=learning_rate, name=name, weight_decay=None, **kwargs)
         self.momentum, self.l2, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
-        self.exclude_ndim = int(exclude_ndim)
+        self.exclude = exclude
 
     def build(self, variables):
         """Create one momentum buffer per variable (zeros)."""
@@ -46,7 +63,12 @@ class _RecipeOptimizer(keras.optimizers.Optimizer):
         self.momentums = self.add_optimizer_variables(variables, "momentum")
 
     def _excluded(self, variable) -> bool:
-        return len(variable.shape) <= self.exclude_ndim
+        """``exclude(path, shape)`` of the Keras variable behind ``variable`` (``update_step`` may get
+        the backend's variable, which has no path)."""
+        if self.exclude is None:
+            return False
+        tracked = self._trainable_variables[self._get_variable_index(variable)]
+        return bool(self.exclude(tracked.path, tuple(tracked.shape)))
 
     def _decayed_gradient(self, gradient, variable):
         beta = 0.0 if self._excluded(variable) else self.l2
@@ -57,7 +79,7 @@ class _RecipeOptimizer(keras.optimizers.Optimizer):
         config = super().get_config()
         config.pop("weight_decay", None)
         config.update(momentum=self.momentum, weight_decay=self.l2, nesterov=self.nesterov,
-                      exclude_ndim=self.exclude_ndim)
+                      exclude=keras.saving.serialize_keras_object(self.exclude))
         return config
 
 
@@ -69,20 +91,26 @@ class MomentumSGD(_RecipeOptimizer):
 
     Args:
         learning_rate: γ: a float or a ``LearningRateSchedule`` (e.g.
-            :class:`backends.keras.schedule.RecipeSchedule`).
+            :class:`backends.keras.schedule.RecipeLR`).
         momentum: m in [0, 1).
         weight_decay: β >= 0, coupled L2 (added to the gradient).
         nesterov: Nesterov momentum.
-        exclude_ndim: variables with at most this many dimensions get no weight decay.
+        momentum_correction: must be False: the u-form needs none.
+        exclude: ``exclude(path, shape) -> bool``: variables that get no weight decay (default
+            :func:`bias_and_norm`; ``None`` excludes nothing).
 
     Raises:
-        ValueError: on an out-of-range hyperparameter.
+        ValueError: on an out-of-range hyperparameter, or ``momentum_correction=True``.
     """
 
-    def __init__(self, learning_rate=0.1, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False,
-                 exclude_ndim: int = 1, name: str = "momentum_sgd", **kwargs):
+    def __init__(self, learning_rate=0.1, *, momentum: float = 0.9, weight_decay: float = 0.0,
+                 nesterov: bool = False, momentum_correction: bool = False, exclude=bias_and_norm,
+                 name: str = "momentum_sgd", **kwargs):
+        if momentum_correction:
+            raise ValueError("momentum correction applies to v-form optimizers (LARS); MomentumSGD is u-form "
+                             "and needs none")
         super().__init__(learning_rate, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                         exclude_ndim=exclude_ndim, name=name, **kwargs)
+                         exclude=exclude, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
         """One u-form update of ``variable``."""
@@ -109,20 +137,21 @@ class LARS(_RecipeOptimizer):
         nesterov: Nesterov momentum.
         trust_clip: LARC clipping, per-layer LR = min(γ·λ, γ).
         momentum_correction: with a schedule, scale v by γ_t/γ_{t−1} before each update
-            (Goyal et al. eq. 10), as :class:`backends.torch.schedule.RecipeLR` does.
-        exclude_ndim: variables with at most this many dimensions get λ = 1 and no weight decay.
+            (Goyal et al. eq. 10), as ``backends.torch.LARS(momentum_correction=True)`` does.
+        exclude: ``exclude(path, shape) -> bool``: variables that get λ = 1 and no weight decay
+            (default :func:`bias_and_norm`; ``None`` excludes nothing).
 
     Raises:
         ValueError: on an out-of-range hyperparameter.
     """
 
-    def __init__(self, learning_rate=0.1, momentum: float = 0.9, weight_decay: float = 0.0,
+    def __init__(self, learning_rate=0.1, *, momentum: float = 0.9, weight_decay: float = 0.0,
                  trust_coefficient: float = 0.001, eps: float = 0.0, nesterov: bool = False, trust_clip: bool = False,
-                 momentum_correction: bool = False, exclude_ndim: int = 1, name: str = "lars", **kwargs):
+                 momentum_correction: bool = False, exclude=bias_and_norm, name: str = "lars", **kwargs):
         _check("trust_coefficient", trust_coefficient, math.isfinite(trust_coefficient) and trust_coefficient > 0)
         _check("eps", eps, math.isfinite(eps) and eps >= 0)
         super().__init__(learning_rate, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                         exclude_ndim=exclude_ndim, name=name, **kwargs)
+                         exclude=exclude, name=name, **kwargs)
         self.trust_coefficient, self.eps = float(trust_coefficient), float(eps)
         self.trust_clip, self.momentum_correction = bool(trust_clip), bool(momentum_correction)
 

@@ -7,6 +7,8 @@ same numbers. Serialisable: the config is the recipe's dict.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -15,8 +17,11 @@ from harness.recipe import Recipe
 
 
 @keras.saving.register_keras_serializable(package="harness")
-class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """``step -> recipe.lr(step)`` for Keras optimizers.
+class RecipeLR(keras.optimizers.schedules.LearningRateSchedule):
+    """``step -> recipe.lr(step)`` (= ``recipe.peak_lr × recipe.multiplier(step)``) for Keras optimizers.
+
+    ``backends.torch.RecipeLR`` multiplies each param group's base LR by ``recipe.multiplier(step)``;
+    the two give the same LRs when the torch optimizer's LR is ``recipe.peak_lr``.
 
     Args:
         recipe: a :class:`~harness.recipe.Recipe` or its dict.
@@ -38,3 +43,12 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self) -> dict:
         """``{"recipe": recipe.to_dict()}``."""
         return {"recipe": self.recipe.to_dict()}
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class RecipeSchedule(RecipeLR):
+    """Deprecated name of :class:`RecipeLR` (kept so that saved configs still load)."""
+
+    def __init__(self, recipe: Recipe | dict):
+        warnings.warn("RecipeSchedule is deprecated: use backends.keras.RecipeLR", DeprecationWarning, stacklevel=2)
+        super().__init__(recipe)

@@ -1,7 +1,16 @@
-"""PyTorch backend: LARS, the recipe LR scheduler, param groups, models and Horovod wiring."""
+"""PyTorch backend: the same public names as :mod:`backends.keras`, for the same things.
 
-from backends.torch.optim import LARS
-from backends.torch.params import param_groups, zero_gamma_init
+``LARS`` and ``MomentumSGD`` (optimizers; LARS applies momentum correction itself), ``RecipeLR``
+(the recipe's LR as a multiplier of each group's base LR), ``param_groups`` with the
+``bias_and_norm`` exclusion rule, ``zero_gamma_init``, and the Horovod wiring:
+``DistributedOptimizer``, ``broadcast_initial_state``, ``metric_average``, ``rank0_only``
+(``horovod.torch`` is imported only when those are called).
+"""
+
+from backends.torch.optim import (LARS, DistributedOptimizer, MomentumSGD, broadcast_initial_state, metric_average,
+                                  rank0_only)
+from backends.torch.params import bias_and_norm, param_groups, zero_gamma_init
 from backends.torch.schedule import RecipeLR
 
-__all__ = ["LARS", "RecipeLR", "param_groups", "zero_gamma_init"]
+__all__ = ["LARS", "DistributedOptimizer", "MomentumSGD", "RecipeLR", "bias_and_norm", "broadcast_initial_state",
+           "metric_average", "param_groups", "rank0_only", "zero_gamma_init"]

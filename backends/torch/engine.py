@@ -1,11 +1,14 @@
 """PyTorch + ``horovod.torch`` engine behind ``harness train --backend torch``.
 
-The training loop (:mod:`harness_cli.train`) is framework-free; an engine supplies the model,
-the optimizer wired into Horovod's ring-allreduce, one training step, evaluation, and the few
-collectives the loop needs. Horovod wiring follows its documented PyTorch usage:
+The training loop (:mod:`harness.runtime.loop`) is framework-free; an engine implements
+:class:`harness.runtime.engine.Engine`: the model, the optimizer wired into Horovod's ring-allreduce,
+one training step and evaluation here; init, collectives and the non-finite policy in the shared
+:class:`backends.base.HorovodEngine`. Horovod wiring follows its documented PyTorch usage:
 ``hvd.DistributedOptimizer`` (named parameters, average over k workers,
 ``backward_passes_per_step`` for gradient accumulation, optional fp16 compression), then
-broadcast of parameters and optimizer state from rank 0.
+broadcast of parameters and optimizer state from rank 0. On CUDA each rank uses GPU
+``local_rank`` (:mod:`backends.torch.device`); with fp16 the ``GradScaler`` is wired in the order
+Horovod's AMP guide gives: ``synchronize()``, ``unscale_``, ``step`` under ``skip_synchronize()``.
 """
 
 from __future__ import annotations
@@ -15,139 +18,262 @@ import torch
 import torch.nn.functional as F
 
 import horovod.torch as hvd
+from backends.base import HorovodEngine, PreparedBatch
+from backends.torch.device import autocast, check_precision, device_info, resolve_device, to_device
 from backends.torch.models import build_model
-from backends.torch.optim import LARS
+from backends.torch.optim import LARS, DistributedOptimizer, MomentumSGD, broadcast_initial_state
 from backends.torch.params import param_groups, zero_gamma_init
 from backends.torch.schedule import RecipeLR
 from harness.errors import NonFiniteError
 from harness.recipe import Recipe
+from harness.runtime.models import UserModel
 
 
-class TorchEngine:
+class TorchEngine(HorovodEngine):
     """One Horovod worker running the recipe with PyTorch.
 
     Args:
         threads: intra-op threads for this rank (``torch.set_num_threads``); ``None`` keeps
             torch's default.
+        nonfinite: ``"stop"`` or ``"skip"`` (:class:`backends.base.HorovodEngine`).
+        device: ``"auto"`` (GPU ``local_rank`` when CUDA is available), ``"cpu"`` or ``"cuda"``.
+        precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + ``GradScaler``, CUDA).
+        channels_last: feed 4-D inputs in ``torch.channels_last`` memory format, so convolutions run
+            channels-last; parameters stay contiguous, as Horovod's collectives require.
+
+    Raises:
+        ConfigError: no GPU for this local rank, or fp16 on a CPU (:mod:`backends.torch.device`).
     """
 
     name = "torch"
 
-    def __init__(self, *, threads: int | None = None, nonfinite: str = "stop"):
-        hvd.init()
-        self.nonfinite, self.nonfinite_skipped = nonfinite, 0
+    def __init__(self, *, threads: int | None = None, nonfinite: str = "stop", device: str = "auto",
+                 precision: str = "fp32", channels_last: bool = False):
         if threads:
             torch.set_num_threads(threads)
-        self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
-        self.threads = torch.get_num_threads()
+        super().__init__(hvd, threads=torch.get_num_threads(), nonfinite=nonfinite)
+        self.device = resolve_device(device, self.local_rank)  # set_device before anything is built
+        check_precision(precision, self.device)
+        self.precision, self.channels_last = precision, channels_last
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        self.loss_scale_skips = 0
+        # On a GPU, ``stop`` keeps the verdict on the device and reads it at the loop's read-outs, so a
+        # step makes no host sync; ``skip`` and fp16 loss scaling must decide before the update.
+        self.defer_nonfinite = self.device.type == "cuda" and nonfinite == "stop" and self.scaler is None
+        self._copy_stream = None  # CUDA: host→device copies of the next step's batch
+        self._first_nonfinite = None  # device tensor: the first step whose averaged gradient was not finite, or -1
+        self._steps = 0
         self.model = self.optimizer = self.scheduler = None
 
-    def build(self, recipe: Recipe, *, model: str, input_shape, num_classes: int, seed: int,
-              fp16_allreduce: bool = False) -> None:
+    def _tensor(self, values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(values)
+
+    def synchronize(self) -> None:
+        """Wait for this rank's queued CUDA work (a timing boundary for benchmarks)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def device_info(self) -> dict:
+        """This rank's device, precision and memory format, for records."""
+        return {**device_info(self.device), "precision": self.precision, "channels_last": self.channels_last}
+
+    def build(self, recipe: Recipe, *, model: str | UserModel, input_shape, num_classes: int, seed: int,
+              fp16_allreduce: bool = False, broadcast: bool = True) -> None:
         """Create the model and the Horovod-wrapped optimizer; rank 0's weights win.
 
+        ``broadcast=False`` leaves the broadcast to an elastic run's first ``sync`` (a worker that
+        joins a running elastic job must make no collective call before it).
+
         Raises:
-            ValueError: unknown model name.
+            ValueError: unknown model name, or a user's builder that raised or returned no ``nn.Module``.
         """
         torch.manual_seed(seed)
-        self.model = build_model(model, input_shape=input_shape, num_classes=num_classes)
+        self.model = (build_model(model, input_shape=input_shape, num_classes=num_classes) if isinstance(model, str)
+                      else model.build(tuple(input_shape), num_classes, torch.nn.Module))
         zero_gamma_init(self.model)
+        # Weights keep the default layout even with channels_last: Horovod's allreduce and broadcast
+        # require contiguous tensors, and a gradient takes its parameter's layout. Convolutions still run
+        # channels-last, since their output follows a channels-last input (prepare() makes it so).
+        self.model.to(self.device)
         self.recipe = recipe
         groups = param_groups(self.model, weight_decay=recipe.weight_decay)
         if recipe.optimizer == "lars":
             base = LARS(groups, recipe.peak_lr, momentum=recipe.momentum, trust_coefficient=recipe.trust_coefficient,
-                        eps=recipe.lars_eps, nesterov=recipe.nesterov, trust_clip=recipe.trust_clip)
-        else:
-            base = torch.optim.SGD(groups, recipe.peak_lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
-        compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
-        self.optimizer = hvd.DistributedOptimizer(
-            base, named_parameters=self.model.named_parameters(), compression=compression, op=hvd.Average,
-            backward_passes_per_step=recipe.accumulation_steps)
-        hvd.broadcast_parameters(self.model.state_dict(), root_rank=0)
-        hvd.broadcast_optimizer_state(self.optimizer, root_rank=0)
-        # u-form SGD needs no momentum correction (harness.sgd); LARS is v-form and may use it.
-        self.scheduler = RecipeLR(self.optimizer, recipe.schedule(),
-                                  momentum_correction=recipe.momentum_correction and recipe.optimizer == "lars")
+                        eps=recipe.lars_eps, nesterov=recipe.nesterov, trust_clip=recipe.trust_clip,
+                        momentum_correction=recipe.momentum_correction)
+        else:  # u-form SGD needs no momentum correction (harness.sgd)
+            base = MomentumSGD(groups, recipe.peak_lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+        self.optimizer = DistributedOptimizer(base, named_parameters=self.model.named_parameters(),
+                                              compression="fp16" if fp16_allreduce else "none",
+                                              backward_passes_per_step=recipe.accumulation_steps)
+        if broadcast:
+            broadcast_initial_state(self.model, self.optimizer)
+        self.scheduler = RecipeLR(self.optimizer, recipe)  # peak_lr × recipe.multiplier(step) = recipe.lr(step)
+        self._group_scale = [group["initial_lr"] / recipe.peak_lr for group in self.optimizer.param_groups]
+
+    def rescale(self, recipe: Recipe, step: int) -> None:
+        """Continue with ``recipe`` (the recipe for a new k) from its step ``step`` (elastic training).
+
+        Each group's base LR becomes its share of the new peak LR (``recipe.peak_lr`` × the group's
+        ratio at build) and the scheduler moves to ``step``, so the next step runs at
+        ``recipe.lr(step)`` (:func:`harness.elastic.resume_step`). Momentum correction for the LR
+        jump is LARS's own (it rescales its velocity on the next step, Goyal eq. 10).
+        """
+        base = [scale * recipe.peak_lr for scale in self._group_scale]
+        for group, lr in zip(self.optimizer.param_groups, base):
+            group["initial_lr"] = lr
+        self.recipe, self.scheduler.base_lrs, self.scheduler.multiplier = recipe, base, recipe.multiplier
+        self.scheduler.load_state_dict({"last_epoch": step})
 
     @property
     def lr(self) -> float:
         """The LR the next step will use."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def train_step(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    def prepare(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> PreparedBatch:
+        """Start copying a step's micro-batches to this rank's device (pinned, non-blocking on CUDA).
+
+        Called for the next step while the current one runs, so the copy overlaps compute: on CUDA the
+        copies go on a stream of their own, and the step waits for its event (:meth:`train_step`).
+        """
+        def copies():
+            return PreparedBatch((to_device(x, self.device, channels_last=self.channels_last),
+                                  to_device(y, self.device)) for x, y in micro_batches)
+
+        if self.device.type != "cuda":
+            return copies()
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            batch = copies()
+            batch.ready = self._copy_stream.record_event()
+        return batch
+
+    def _wait_for(self, batch: PreparedBatch) -> None:
+        """Make the compute stream wait for ``batch``'s copies, and keep their memory until it is done."""
+        if batch.ready is None:
+            return
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_event(batch.ready)
+        for pair in batch:
+            for tensor in pair:
+                tensor.record_stream(compute)
+        batch.ready = None
+
+    def train_step(self, micro_batches) -> torch.Tensor:
         """One optimizer step over ``accumulation_steps`` micro-batches of n images each.
 
         The loss is the mean over n, divided by the number of micro-batches; Horovod averages
-        over k: the gradient is normalised by kn (Goyal et al. §2.3).
+        over k: the gradient is normalised by kn (Goyal et al. §2.3). With ``recipe.label_smoothing``
+        = ε the targets are (1 − ε)·one-hot + ε/C (:func:`harness.losses.cross_entropy`, the MLPerf
+        reference's loss); evaluation stays plain cross-entropy.
+
+        Args:
+            micro_batches: numpy (x, y) pairs, or what :meth:`prepare` returned for them.
 
         Returns:
-            This rank's mean training loss over its micro-batches.
+            This rank's mean training loss over its micro-batches, a 0-d tensor on the device: read
+            it (a host sync) only when it is logged.
         """
-        self.model.train()
-        total = 0.0
+        if not isinstance(micro_batches, PreparedBatch):
+            micro_batches = self.prepare(micro_batches)
+        self._wait_for(micro_batches)
+        if not self.model.training:  # train() walks every module: 3% of a small model's step; evaluate() unsets it
+            self.model.train()
+        total = None
         for x, y in micro_batches:
-            loss = F.cross_entropy(self.model(torch.from_numpy(x)), torch.from_numpy(y)) / len(micro_batches)
-            loss.backward()
-            total += loss.detach()
+            with autocast(self.device, self.precision):
+                loss = F.cross_entropy(self.model(x), y, label_smoothing=self.recipe.label_smoothing)
+                if len(micro_batches) > 1:
+                    loss = loss / len(micro_batches)
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total = loss.detach() if total is None else total + loss.detach()
         self.optimizer.synchronize()  # the averaged gradient: identical on every rank
-        if not self._gradients_finite():
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        self._steps += 1
+        if self.defer_nonfinite:
+            self._defer_verdict()
+        elif not self._gradients_finite():
             self.optimizer.zero_grad()
-            self._skip_nonfinite()
-            return float(total)
+            if self.scaler:  # an fp16 overflow: the scaler lowers its scale, the step is skipped
+                self.scaler.update()
+                self.loss_scale_skips += 1
+            else:
+                self.nonfinite_step()
+            return total
         with self.optimizer.skip_synchronize():
-            self.optimizer.step()
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
         self.optimizer.zero_grad()
         self.scheduler.step()
-        return float(total)
+        return total
+
+    def _finite(self) -> torch.Tensor:
+        """One fused reduction, on the device: are all averaged gradients finite? (a 0-d bool tensor)
+
+        Every rank holds the same averaged gradient, so every rank reaches the same verdict. A NaN or
+        Inf anywhere makes its tensor's norm non-finite.
+        """
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
 
     def _gradients_finite(self) -> bool:
-        """One host sync per step: are all averaged gradients finite?"""
-        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        """:meth:`_finite` read on the host: one sync per step."""
+        return bool(self._finite())
 
-    def _skip_nonfinite(self) -> None:
-        if self.nonfinite == "stop":
-            raise NonFiniteError("non-finite gradient: the step was not applied")
-        self.nonfinite_skipped += 1
+    def _defer_verdict(self) -> None:
+        """Remember, on the device, the first step whose gradient was not finite (no host read)."""
+        first = self._first_nonfinite
+        if first is None:
+            first = self._first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
+        step = torch.full((), self._steps - 1, dtype=torch.int64, device=self.device)
+        first.copy_(torch.where((first < 0) & ~self._finite(), step, first))
+
+    def check_pending(self) -> None:
+        """Read the deferred verdict (one host sync); under ``stop`` raise if a step was not finite.
+
+        Raises:
+            NonFiniteError: the averaged gradient of an engine step was not finite; that step and the
+                ones after it were applied (the verdict is read late), the last checkpoint was not.
+        """
+        if self._first_nonfinite is not None and int(self._first_nonfinite) >= 0:
+            bad, self._first_nonfinite = int(self._first_nonfinite), None
+            raise NonFiniteError(f"non-finite gradient at engine step {bad + 1} (read at the next loss read-out; "
+                                 "the steps since were applied, the last checkpoint was not)")
 
     @torch.no_grad()
     def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
         """Summed cross-entropy, number correct and count on this rank's images: float64 (3,)."""
         self.model.eval()
-        loss = correct = 0.0
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for start in range(0, len(x), batch_size):
-            logits = self.model(torch.from_numpy(x[start:start + batch_size]))
-            target = torch.from_numpy(y[start:start + batch_size])
-            loss += float(F.cross_entropy(logits, target, reduction="sum"))
-            correct += float((logits.argmax(1) == target).sum())
-        return np.array([loss, correct, len(x)], dtype=np.float64)
-
-    def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
-        """Sum a float64 array over all ranks."""
-        return hvd.allreduce(torch.from_numpy(np.asarray(values, dtype=np.float64)), op=hvd.Sum,
-                             name="harness.sum").numpy()
-
-    def allgather_object(self, obj) -> list:
-        """Every rank's ``obj``, in rank order (pickled)."""
-        return hvd.allgather_object(obj, name="harness.gather")
-
-    def broadcast_object(self, obj, root_rank: int = 0):
-        """Rank ``root_rank``'s ``obj`` on every rank."""
-        return hvd.broadcast_object(obj, root_rank=root_rank, name="harness.bcast")
+            images = to_device(x[start:start + batch_size], self.device, channels_last=self.channels_last)
+            target = to_device(y[start:start + batch_size], self.device)
+            with autocast(self.device, self.precision):
+                logits = self.model(images).float()
+            totals += torch.stack([F.cross_entropy(logits, target, reduction="sum").double(),
+                                   (logits.argmax(1) == target).sum().double()])
+        return np.array([*totals.cpu().tolist(), len(x)], dtype=np.float64)
 
     def flat_parameters(self) -> np.ndarray:
         """All trainable parameters concatenated, float64 (for equality checks across ranks)."""
-        return torch.cat([p.detach().reshape(-1).double() for p in self.model.parameters()]).numpy()
-
-    def horovod_settings(self) -> dict:
-        """The Horovod knobs in force on this rank, for records."""
-        return {"controller": "gloo" if hvd.gloo_enabled() else "mpi", "nccl_built": bool(hvd.nccl_built())}
+        return torch.cat([p.detach().reshape(-1).double().cpu() for p in self.model.parameters()]).numpy()
 
     def get_state(self) -> dict:
-        """Model, optimizer (momentum/LARS buffers), scheduler step and RNG: a picklable dict."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                "nonfinite_skipped": self.nonfinite_skipped}
+        """Model, optimizer (momentum/LARS buffers), scheduler step, loss scale and RNG, on the CPU: a
+        picklable dict that a CPU or GPU run can load."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "nonfinite_skipped": self.nonfinite_skipped}
+        if self.scaler:
+            state["scaler"] = self.scaler.state_dict()
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return _to_cpu(state)
 
     def set_state(self, state: dict) -> None:
         """Restore :meth:`get_state`'s dict (after :meth:`build`)."""
@@ -155,8 +281,19 @@ class TorchEngine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if self.scaler and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.nonfinite_skipped = int(state["nonfinite_skipped"])
 
-    def shutdown(self) -> None:
-        """Release Horovod."""
-        hvd.shutdown()
+
+def _to_cpu(obj):
+    """``obj`` with every tensor inside dicts and lists moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {key: _to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(value) for value in obj)
+    return obj

@@ -7,22 +7,45 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 
-def param_groups(model: nn.Module, *, weight_decay: float) -> list[dict]:
-    """Split parameters: weights (ndim > 1) get weight decay and LARS adaptation; biases and norm
-    parameters (ndim <= 1) get neither.
+def bias_and_norm(name: str, shape: tuple[int, ...]) -> bool:
+    """The default exclusion rule: biases and normalisation parameters (γ, β), i.e. ndim <= 1.
+
+    The same rule, with the same signature, as ``backends.keras.bias_and_norm``.
+
+    Args:
+        name: the parameter's name (``model.named_parameters()``); unused by this rule.
+        shape: the parameter's shape.
+    """
+    return len(shape) <= 1
+
+
+def param_groups(model: nn.Module, *, weight_decay: float,
+                 exclude: Callable[[str, tuple[int, ...]], bool] | None = bias_and_norm) -> list[dict]:
+    """Split parameters as timm's ``filter_bias_and_bn`` does: the excluded ones get neither weight
+    decay nor LARS adaptation.
+
+    Args:
+        model: the model whose trainable parameters are grouped.
+        weight_decay: β for the parameters that are not excluded.
+        exclude: ``exclude(name, shape) -> bool``, True for a parameter to exclude; the default
+            :func:`bias_and_norm` excludes every parameter with ndim <= 1. ``None`` excludes
+            nothing. Keras optimizers take the same ``exclude`` argument.
 
     Returns:
-        Two param groups (empty ones dropped), each with ``weight_decay`` and ``lars_adapt`` set,
-        and ``names`` listing the parameter names (for tests and logs).
+        Up to two param groups (empty ones dropped), each with ``weight_decay`` and ``lars_adapt``
+        set, and ``names`` listing the parameter names (for tests and logs).
     """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append((name, p))
+            excluded = exclude is not None and exclude(name, tuple(p.shape))
+            (no_decay if excluded else decay).append((name, p))
     groups = [
         dict(params=[p for _, p in decay], names=[n for n, _ in decay], weight_decay=weight_decay, lars_adapt=True),
         dict(params=[p for _, p in no_decay], names=[n for n, _ in no_decay], weight_decay=0.0, lars_adapt=False),

@@ -1,7 +1,8 @@
-"""A ``torch.optim.lr_scheduler.LRScheduler`` that reads the LR from a numpy-core schedule.
+"""A ``torch.optim.lr_scheduler.LRScheduler`` that multiplies each group's base LR by the recipe's.
 
-Holds no math: every LR is ``schedule(step)`` in closed form (detectron2's ``LRMultiplier``
-pattern), so its only state is the step and a resumed run gets exactly the same LR.
+detectron2's ``LRMultiplier`` pattern: every LR is ``base_lr × multiplier(step)`` in closed form, so
+per-group LRs keep their ratios, the only state is the step, and a resumed run gets exactly the same
+LRs. Momentum correction is the optimizer's job (:class:`backends.torch.optim.LARS`).
 """
 
 from __future__ import annotations
@@ -10,65 +11,47 @@ from collections.abc import Callable
 
 from torch.optim.lr_scheduler import LRScheduler
 
-from harness.sgd import momentum_correction_factor
+from harness.recipe import Recipe
 
 
 class RecipeLR(LRScheduler):
-    """Set every param group's LR to ``schedule(step)``, with optional momentum correction.
+    """Set each param group's LR to ``base_lr × recipe.lr(step) / recipe.peak_lr``.
 
-    Call ``step()`` after each ``optimizer.step()``: step t runs at ``schedule(t)``.
+    ``base_lr`` is the group's LR when the scheduler is created (torch records it as
+    ``initial_lr``). With the optimizer's LR at ``recipe.peak_lr`` the LR is ``recipe.lr(step)``,
+    as ``backends.keras.RecipeLR`` gives; a group at a tenth of it stays at a tenth all along.
+    Call ``step()`` after each ``optimizer.step()``: step t runs at multiplier(t).
 
     Args:
         optimizer: the wrapped optimizer (Horovod's ``DistributedOptimizer`` is fine).
-        schedule: ``f(step) -> lr``, e.g. ``Recipe.schedule()`` (:mod:`harness.schedules`).
-        momentum_correction: when the LR changes from γ_t to γ_{t+1}, scale each momentum buffer
-            by γ_{t+1}/γ_t (Goyal et al. 2017, eq. 10). Only for v-form optimizers
-            (``optimizer.velocity_form``, e.g. :class:`~backends.torch.optim.LARS`); u-form
-            ``torch.optim.SGD`` needs none, and asking for it there raises ``ValueError``.
+        recipe: a :class:`~harness.recipe.Recipe` (its :meth:`~harness.recipe.Recipe.multiplier`),
+            or a callable ``multiplier(step) -> float``.
         last_epoch: the step to resume from (-1 to start).
 
     Raises:
-        ValueError: if ``momentum_correction`` is asked of a u-form optimizer.
+        ValueError: if ``recipe`` is neither a ``Recipe`` nor callable.
     """
 
-    def __init__(self, optimizer, schedule: Callable[[int], float], *, momentum_correction: bool = False,
-                 last_epoch: int = -1):
-        if momentum_correction and not getattr(optimizer, "velocity_form", False):
-            raise ValueError(f"momentum correction applies to v-form optimizers (LARS); "
-                             f"{type(optimizer).__name__} needs none")
-        self.schedule = schedule
-        self.momentum_correction = momentum_correction
+    def __init__(self, optimizer, recipe: Recipe | Callable[[int], float], *, last_epoch: int = -1):
+        if not (isinstance(recipe, Recipe) or callable(recipe)):
+            raise ValueError(f"recipe must be a Recipe or a callable multiplier(step), got {recipe!r}")
+        self.multiplier = recipe.multiplier if isinstance(recipe, Recipe) else recipe
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The closed-form LR at ``self.last_epoch`` for every group."""
-        return [float(self.schedule(max(self.last_epoch, 0)))] * len(self.optimizer.param_groups)
+        """``base_lr × multiplier(step)`` for every group, at ``self.last_epoch``."""
+        factor = float(self.multiplier(max(self.last_epoch, 0)))
+        return [base_lr * factor for base_lr in self.base_lrs]
 
     _get_closed_form_lr = get_lr
 
-    def step(self, epoch=None):
-        """Advance one step and set the new LR; rescale velocities if correcting momentum."""
-        previous = [group["lr"] for group in self.optimizer.param_groups]
-        super().step(epoch)
-        if not self.momentum_correction:
-            return
-        for group, lr_prev in zip(self.optimizer.param_groups, previous):
-            factor = momentum_correction_factor(lr_prev, group["lr"])
-            if factor == 1.0:
-                continue
-            for p in group["params"]:
-                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:
-                    buf.mul_(factor)
-
     def state_dict(self) -> dict:
-        """Only the step (and the correction flag): the schedule itself is rebuilt from the recipe."""
-        return {"last_epoch": self.last_epoch, "momentum_correction": self.momentum_correction}
+        """Only the step: the multiplier is rebuilt from the recipe, the base LRs live in the groups."""
+        return {"last_epoch": self.last_epoch}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Resume at the saved step and restore the group LRs to match it."""
         self.last_epoch = int(state_dict["last_epoch"])
-        self.momentum_correction = bool(state_dict["momentum_correction"])
         lrs = self._get_closed_form_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness_cli.hostfile import parse_hostfile, parse_hostfile_text
+from harness.runtime.hostfile import parse_hostfile, parse_hostfile_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

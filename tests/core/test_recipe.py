@@ -50,6 +50,14 @@ def test_lr_is_vectorised_and_equals_the_schedule():
     np.testing.assert_array_equal(r.lr(steps), [r.lr(int(s)) for s in steps])
 
 
+def test_multiplier_is_the_lr_over_the_peak_lr():
+    r = goyal2017_resnet50()
+    steps = np.array([0, 1, r.warmup_steps, r.warmup_steps + 1, r.total_steps - 1])
+    np.testing.assert_allclose(r.multiplier(steps), r.lr(steps) / 3.2, rtol=1e-15)
+    assert r.multiplier(0) == pytest.approx(0.1 / 3.2) and r.multiplier(r.warmup_steps) == pytest.approx(1.0)
+    assert r.multiplier(r.total_steps - 1) == pytest.approx(1e-3)  # after the three ÷10 drops
+
+
 def test_constant_warmup_recipe_holds_reference_lr_then_jumps():
     r = goyal2017_resnet50().replace(warmup="constant")
     assert r.lr(0) == r.lr(779) == 0.1 and r.lr(780) == pytest.approx(3.2)
@@ -72,6 +80,8 @@ BAD = [
     ("momentum", -0.1, "momentum"), ("weight_decay", -1e-4, "weight_decay"), ("nesterov", "yes", "nesterov"),
     ("trust_coefficient", 0.0, "trust_coefficient"), ("lars_eps", -1.0, "lars_eps"),
     ("trust_clip", 1, "trust_clip"), ("momentum_correction", None, "momentum_correction"),
+    ("decay_steps_offset", -1, "decay_steps_offset"), ("decay_steps_offset", 1.0, "decay_steps_offset"),
+    ("label_smoothing", 1.0, "label_smoothing"), ("label_smoothing", -0.1, "label_smoothing"),
 ]
 
 
@@ -104,3 +114,13 @@ def test_unknown_keys_malformed_text_and_extensions():
 def test_presets_reject_a_batch_that_does_not_divide():
     with pytest.raises(ValueError, match="multiple of 32"):
         goyal2017_resnet50(1000)
+
+
+@pytest.mark.parametrize("decay", ["poly", "cosine"])
+def test_decay_steps_offset_lengthens_the_decay_so_it_never_reaches_end_lr(decay):
+    r = Recipe(reference_lr=0.1, reference_batch=10, per_worker_batch=10, dataset_size=1000, epochs=2, warmup="none",
+               decay=decay, end_lr=0.001, decay_steps_offset=1)
+    assert (r.total_steps, r.decay_steps) == (200, 201)
+    expected = (0.1 - 0.001) * (1 / 201) ** 2 + 0.001 if decay == "poly" else \
+        0.001 + 0.5 * (0.1 - 0.001) * (1 + np.cos(np.pi * 200 / 201))
+    assert r.lr(200) == pytest.approx(expected, rel=1e-12) and r.lr(200) > r.replace(decay_steps_offset=0).lr(200)

@@ -14,7 +14,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import horovod.tensorflow as hvd  # noqa: E402
-from backends.keras.distributed import BroadcastInitialVariables, DistributedMomentumSGD, MetricAverage, rank0_only  # noqa: E402
+from backends.keras import BroadcastInitialVariables, DistributedOptimizer, MetricAverage, MomentumSGD, rank0_only  # noqa: E402
 from backends.keras.models import mlp  # noqa: E402
 from harness.datasets import synthetic  # noqa: E402
 from harness.sharding import epoch_indices  # noqa: E402
@@ -27,8 +27,9 @@ def main() -> int:
     shard = epoch_indices(512, epoch=0, seed=0, rank=hvd.rank(), world_size=hvd.size())
     x = np.transpose(data.x_train[shard], (0, 2, 3, 1))
     model = mlp()
-    model.compile(optimizer=DistributedMomentumSGD(0.05, momentum=0.9, weight_decay=1e-4),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(optimizer=DistributedOptimizer(MomentumSGD(0.05, momentum=0.9, weight_decay=1e-4)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                  jit_compile=False)
     history = model.fit(x, data.y_train[shard], batch_size=32, epochs=2, verbose=0, shuffle=False,
                         callbacks=[BroadcastInitialVariables(0), MetricAverage(),
                                    *rank0_only(keras.callbacks.CSVLogger(os.environ.get("FIT_LOG", "/dev/null")))])

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from harness_cli.launch import launch_command
+from harness.runtime.launch import launch_command
 
 pytestmark = pytest.mark.parallel
 WORKER = ["python", "tests/parallel/allreduce_worker.py"]

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness_cli.launch import launch_command
+from harness.runtime.launch import launch_command
 from tests.conftest import train_mlp
 
 pytestmark = pytest.mark.parallel

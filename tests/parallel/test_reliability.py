@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from harness_cli.launch import launch_command
+from harness.runtime.launch import launch_command
 
 pytestmark = pytest.mark.parallel
 HARNESS = [sys.executable, "-m", "harness_cli", "train"]

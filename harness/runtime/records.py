@@ -7,6 +7,10 @@ Every record has ``kind``, ``rank`` and ``world_size``. Kinds written by ``harne
   ``images`` (n · accumulation).
 * ``epoch``: once per epoch, rank 0: ``train_loss`` (mean over ranks), ``test_loss``,
   ``test_accuracy`` (0-1), ``wall_s``.
+* ``resize`` (elastic runs): rank 0, at each change of k: ``old_world_size``, ``world_size``, ``hosts``,
+  ``global_batch``, ``peak_lr``, ``lr``, ``step``, ``epoch``, ``consumed``, ``update``, ``time``; their
+  ``step`` records add ``update``, ``sample_start``, ``sample_end`` and ``time``
+  (:mod:`harness.runtime.elastic`).
 * the run's summary goes to ``summary.json`` (kind ``train``, ``throughput`` or ``allreduce``).
 """
 
@@ -132,3 +136,22 @@ def prepare_out_dir(out: Path, overwrite: bool) -> str | None:
     for name in (RECORDS, SUMMARY):
         (out / name).unlink(missing_ok=True)
     return None
+
+
+def placement(engine) -> dict:
+    """Where every rank ran, gathered from all ranks (a collective: call it on every rank).
+
+    Returns:
+        ``hosts`` (sorted, unique), ``ranks_per_host`` (host → number of ranks), ``rank_hosts`` (the host
+        of each rank, in rank order), ``device`` (rank 0's device record: type, name, GPUs per host,
+        CUDA/cuDNN/NCCL versions where present) with ``precision`` and ``channels_last``, and
+        ``device_types`` (every rank's device type, sorted, unique).
+    """
+    mine = (socket.gethostname(), engine.device_info())
+    gathered = engine.allgather_object(mine)
+    rank_hosts = [host for host, _ in gathered]
+    device = dict(gathered[0][1])
+    return {"hosts": sorted(set(rank_hosts)), "ranks_per_host": {h: rank_hosts.count(h) for h in sorted(set(rank_hosts))},
+            "rank_hosts": rank_hosts, "device": device, "precision": device.pop("precision", "fp32"),
+            "channels_last": device.pop("channels_last", False),
+            "device_types": sorted({info.get("type", "cpu") for _, info in gathered})}

@@ -1,0 +1,164 @@
+"""Typed run configuration: what ``harness train`` (or a script) asks the runtime to do.
+
+The CLI turns flags into a :class:`RunConfig` and a :class:`RecipeSpec`; the runtime never sees an
+``argparse.Namespace``. Validation happens here, once, with one-line :class:`ConfigError` messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness.recipe import PRESETS, Recipe
+from harness.runtime.errors import ConfigError
+
+NONFINITE_POLICIES = ("stop", "skip")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data to train on.
+
+    Attributes:
+        source: ``"fashion-mnist"``, ``"synthetic"`` or a path to an ``.npz`` file with arrays
+            ``x_train, y_train, x_test, y_test`` (:func:`harness.datasets.load_npz`).
+        data_dir: directory of the Fashion-MNIST IDX files (None: the Debian package's).
+        layout: ``"NCHW"`` or ``"NHWC"``: the image layout of an ``.npz`` file's arrays.
+        train_size: use the first N training images (None: all).
+        test_size: evaluate on the first N test images (None: all).
+    """
+
+    source: str = "fashion-mnist"
+    data_dir: str | None = None
+    layout: str = "NCHW"
+    train_size: int | None = None
+    test_size: int | None = None
+
+    def __post_init__(self):
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ConfigError(f"--layout must be NCHW or NHWC, got {self.layout!r}")
+        for name in ("train_size", "test_size"):
+            check_at_least(name, getattr(self, name), 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeSpec:
+    """Where the recipe comes from: a preset or a file, then field changes.
+
+    Attributes:
+        preset: a name in :data:`harness.recipe.PRESETS` (used when ``file`` is None).
+        file: a ``.json``/``.yaml`` recipe file.
+        changes: field → typed value, applied last (``--set``, ``--per-worker-batch``, ``--epochs``).
+    """
+
+    preset: str = "fashion-mnist-goyal"
+    file: str | None = None
+    changes: dict = dataclasses.field(default_factory=dict)
+
+    def resolve(self, *, world_size: int, dataset_size: int) -> Recipe:
+        """The recipe for a launch of k = ``world_size`` workers over ``dataset_size`` images.
+
+        Raises:
+            ConfigError: unknown preset, unreadable or malformed file, or a field the recipe rejects.
+        """
+        if self.file is None and self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose from {', '.join(sorted(PRESETS))}")
+        try:
+            base = Recipe.load(self.file) if self.file else PRESETS[self.preset]()
+        except OSError as exc:
+            raise ConfigError(f"cannot read recipe {self.file}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"recipe {self.file or self.preset}: {exc}") from None
+        try:
+            return Recipe.from_dict({**base.to_dict(), "world_size": world_size, "dataset_size": dataset_size,
+                                     **self.changes})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training run, everything but the recipe.
+
+    Attributes:
+        out: the run directory (new or empty unless ``overwrite`` or ``resume``).
+        backend: ``"torch"`` or ``"keras"``.
+        model: a built-in model name or ``package.module:function`` (:mod:`harness.runtime.models`).
+        data: the :class:`DataConfig`.
+        seed: seeds weights and the per-epoch shuffle.
+        threads: intra-op threads per rank (None: the engine's default).
+        max_steps: stop after this many optimizer steps (None: the recipe's total).
+        timing_skip: steps per rank left out of throughput timings (start-up).
+        checkpoint_steps: rank 0 checkpoints every N steps (0: never).
+        checkpoint_epochs: ... and every N epochs (0: never).
+        resume: continue from ``out/checkpoint.pkl``.
+        overwrite: allow an ``out`` that has files.
+        save_params: write the final parameters to ``out/params.npy``.
+        fp16_allreduce: compress gradients to fp16 for the allreduce.
+        nonfinite: ``"stop"`` or ``"skip"`` a step whose averaged gradient is not finite.
+        device: ``"auto"`` (this rank's local GPU when there is one), ``"cpu"`` or ``"cuda"``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (mixed precision, fp32 master weights).
+        channels_last: torch's channels-last memory format for convolutional models.
+        elastic: run under Horovod's elastic driver (:mod:`harness.runtime.elastic`): workers may
+            leave and join, and the global batch, LR and shards follow k.
+        commit_steps: with ``elastic``, steps between commits of the in-memory state (a lost worker
+            costs at most this many steps).
+
+    Raises:
+        ConfigError: any field out of range, naming the flag and value.
+    """
+
+    out: Path
+    backend: str = "torch"
+    model: str = "resnet-small"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    seed: int = 0
+    threads: int | None = None
+    max_steps: int | None = None
+    timing_skip: int = 5
+    checkpoint_steps: int = 0
+    checkpoint_epochs: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    save_params: bool = False
+    fp16_allreduce: bool = False
+    nonfinite: str = "stop"
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    elastic: bool = False
+    commit_steps: int = 10
+
+    def __post_init__(self):
+        object.__setattr__(self, "out", Path(self.out))
+        for name in ("max_steps", "threads"):
+            check_at_least(name, getattr(self, name), 1)
+        check_at_least("commit_steps", self.commit_steps, 1)
+        if self.elastic:
+            for flag, bad in (("--max-steps", self.max_steps), ("--resume", self.resume),
+                              ("--checkpoint-epochs", self.checkpoint_epochs)):
+                if bad:
+                    raise ConfigError(f"{flag} does not go with --elastic (an elastic run trains whole epochs; "
+                                      "its in-memory commits survive lost workers)")
+            if self.backend != "torch":
+                raise ConfigError("--elastic is for --backend torch: Horovod's Keras elastic state "
+                                  "(horovod.tensorflow.elastic) needs tf.keras variables, not Keras 3's")
+        for name in ("timing_skip", "checkpoint_steps", "checkpoint_epochs"):
+            check_at_least(name, getattr(self, name), 0)
+        if self.nonfinite not in NONFINITE_POLICIES:
+            raise ConfigError(f"--nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {self.nonfinite!r}")
+        for name, allowed in (("device", DEVICES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    def stop_step(self, recipe: Recipe) -> int:
+        """The step to stop at: ``max_steps`` or the recipe's total, whichever is first."""
+        return min(self.max_steps or recipe.total_steps, recipe.total_steps)
+
+
+def check_at_least(name: str, value, minimum: int) -> None:
+    """Raise :class:`ConfigError` naming flag ``--name`` unless ``value`` is None or an integer >= ``minimum``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")

@@ -1,0 +1,169 @@
+"""One training run from a typed configuration: claim the run directory, build, resume, train.
+
+What ``harness train`` does after parsing its flags, callable from Python too::
+
+    from backends import make_engine
+    from harness.runtime.config import RecipeSpec, RunConfig
+    from harness.runtime.train import run_training
+
+    summary = run_training(RunConfig(out="runs/k1", model="mlp"), RecipeSpec(), make_engine)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import NonFiniteError
+from harness.recipe import Recipe
+from harness.runtime.checkpoint import CHECKPOINT, load_checkpoint, resume_problem
+from harness.runtime.config import RecipeSpec, RunConfig
+from harness.runtime.data import load_data
+from harness.runtime.engine import Engine
+from harness.runtime.errors import ConfigError, RunFailure
+from harness.runtime.faults import describe_failures, describe_lost_peers, is_peer_shutdown, parse_fault, read_failures
+from harness.runtime.loop import Trainer
+from harness.runtime.models import resolve_model
+from harness.runtime.records import prepare_out_dir
+
+
+def default_threads() -> int:
+    """Intra-op threads per rank: this host's cores divided by the ranks launched on it."""
+    local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
+    return max(1, (os.cpu_count() or 1) // local)
+
+
+def check_fault_variable() -> None:
+    """Validate ``HARNESS_FAULT`` before anything starts.
+
+    Raises:
+        ConfigError: a malformed value.
+    """
+    try:
+        parse_fault(os.environ.get("HARNESS_FAULT"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _read_checkpoint(out: Path) -> tuple[dict | None, dict | None, str | None]:
+    """Rank 0's view of ``resume``: (meta, state, problem)."""
+    path = out / CHECKPOINT
+    if not path.exists():
+        return None, None, f"--resume: no {CHECKPOINT} in {out}"
+    try:
+        meta, state = load_checkpoint(path)
+    except (OSError, ValueError) as exc:
+        return None, None, f"--resume: {exc}"
+    return meta, state, None
+
+
+def claim_run_dir(engine: Engine, config: RunConfig, recipe: Recipe) -> tuple[dict | None, dict | None]:
+    """Check the run directory (and read the checkpoint) on rank 0; every rank gets the verdict.
+
+    Returns:
+        The checkpoint's (meta, state) when resuming, else (None, None).
+
+    Raises:
+        ConfigError: the directory has files (no ``overwrite``), or the checkpoint is missing,
+            unreadable, of another run, or already at the end.
+    """
+    meta = state = problem = None
+    if engine.rank == 0:
+        if config.resume:
+            meta, state, problem = _read_checkpoint(config.out)
+            if meta and not problem:
+                problem = resume_problem(meta, recipe=recipe.to_dict(), backend=engine.name, model=config.model,
+                                         world_size=engine.size, seed=config.seed)
+                if not problem and meta["step"] >= config.stop_step(recipe):
+                    problem = f"--resume: the checkpoint is already at step {meta['step']}, the end of this run"
+        else:
+            problem = prepare_out_dir(config.out, config.overwrite)
+    problem, meta, state = engine.broadcast_object((problem, meta, state))  # rank 0's verdict, one broadcast
+    if problem:
+        raise ConfigError(problem)
+    return meta, state
+
+
+def _peer_failure(engine: Engine, out: Path, exc: BaseException, rank_hosts: list[str] | None) -> RunFailure:
+    """A collective failed because another rank stopped: name it from its failure marker if we can, else name
+    the hosts of the other ranks (:func:`~harness.runtime.faults.describe_lost_peers`)."""
+    for _ in range(20):
+        markers = read_failures(out, exclude_rank=engine.rank)
+        if markers:
+            return RunFailure(describe_failures(markers))
+        time.sleep(0.25)
+    return RunFailure(f"another rank stopped ({type(exc).__name__}); {describe_lost_peers(rank_hosts, engine.rank)}")
+
+
+def run_training(config: RunConfig, spec: RecipeSpec, make_engine: Callable[..., Engine]) -> tuple[Engine, dict]:
+    """Train one run on this rank (alone, or as one of k launched workers).
+
+    Args:
+        config: the run.
+        spec: where the recipe comes from; k and the dataset size are filled in here.
+        make_engine: ``make_engine(backend, threads=, nonfinite=, device=, precision=, channels_last=)``
+            returning a started engine
+            (:func:`backends.make_engine`); the runtime imports no framework itself.
+
+    Returns:
+        (engine, summary): the engine (for its rank) and the run's summary (``summary.json``).
+
+    Raises:
+        ConfigError: a user mistake (flags, data, model, recipe, run directory, checkpoint).
+        RunFailure: the run started and failed (a peer died, a non-finite gradient under ``stop``).
+    """
+    check_fault_variable()
+    if config.elastic and os.environ.get("HOROVOD_ELASTIC") != "1":
+        raise ConfigError("--elastic runs under horovodrun's elastic mode: add --np K --min-workers A "
+                          "--max-workers B --host-discovery-script FILE, and harness launches it")
+    model = resolve_model(config.model)
+    data = load_data(config.data, model=config.model, seed=config.seed)
+    try:
+        engine = make_engine(config.backend, threads=config.threads or default_threads(), nonfinite=config.nonfinite,
+                             device=config.device, precision=config.precision, channels_last=config.channels_last)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    recipe = spec.resolve(world_size=engine.size, dataset_size=len(data.y_train))
+    if config.elastic:
+        return engine, _run_elastic(engine, config, spec, recipe, model, data)
+    created = not config.out.exists()
+    meta, state = claim_run_dir(engine, config, recipe)
+    try:
+        engine.build(recipe, model=model, input_shape=data.input_shape, num_classes=data.num_classes,
+                     seed=config.seed, fp16_allreduce=config.fp16_allreduce)
+    except ValueError as exc:
+        if created and engine.rank == 0 and config.out.is_dir() and not any(config.out.iterdir()):
+            config.out.rmdir()  # a model that cannot be built leaves nothing behind
+        raise ConfigError(str(exc)) from None
+    start = None
+    if meta:
+        engine.set_state(state)
+        start = {key: meta[key] for key in ("step", "epoch", "batch")}
+    trainer = Trainer(engine, recipe, data, config, start)
+    try:
+        return engine, trainer.run()
+    except NonFiniteError as exc:
+        raise RunFailure(f"{exc} (--nonfinite stop; --nonfinite skip skips such steps and counts them)") from None
+    except Exception as exc:
+        if is_peer_shutdown(exc):
+            raise _peer_failure(engine, config.out, exc, getattr(trainer, "placement", {}).get("rank_hosts")) from None
+        raise
+
+
+def _run_elastic(engine: Engine, config: RunConfig, spec: RecipeSpec, recipe: Recipe, model, data) -> dict:
+    """An elastic worker: build without collectives (Horovod's first sync broadcasts rank 0's state), then
+    train under the elastic driver. The launching process has already claimed the run directory."""
+    from harness.runtime.elastic import ElasticTrainer
+
+    if recipe.epochs != int(recipe.epochs):
+        raise ConfigError(f"--elastic trains whole epochs; got epochs={recipe.epochs}")
+    try:
+        engine.build(recipe, model=model, input_shape=data.input_shape, num_classes=data.num_classes,
+                     seed=config.seed, fp16_allreduce=config.fp16_allreduce, broadcast=False)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ElasticTrainer(engine, spec, data, config).run()
