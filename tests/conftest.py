@@ -33,6 +33,35 @@ def launched():
     return run_launched
 
 
+def in_own_process(body, *args):
+    """``body(*args)`` in a fresh (spawned) process; returns its result and raises its exception here.
+
+    ``body`` must be a module-level function. For tests that start Horovod, which must not start in the
+    pytest process (see :func:`_horovod_stays_out_of_the_test_process`).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(body, *args).result(timeout=300)
+
+
+@pytest.fixture(autouse=True)
+def _horovod_stays_out_of_the_test_process(request):
+    """Fail the test that starts Horovod inside pytest's own process. With horovod.torch and
+    horovod.tensorflow both loaded there, an initialized Horovod crashes the interpreter at exit (MPI
+    aborts or segfaults after the last test), so the whole run exits non-zero: engines run in workers."""
+    yield
+    if request.node.get_closest_marker("horovod_in_process"):
+        return
+    for name in ("horovod.torch", "horovod.tensorflow"):
+        module = sys.modules.get(name)
+        if module is not None and module.is_initialized():
+            module.shutdown()
+            pytest.fail(f"{name} was initialized in the pytest process: start Horovod in a subprocess",
+                        pytrace=False)
+
+
 MLP_TRAIN = ["--model", "mlp", "--max-steps", "6", "--threads", "1", "--save-params", "--timing-skip", "1"]
 
 

@@ -9,6 +9,7 @@ import torch
 from backends.keras.device import policy_name, visible_gpus
 from backends.torch.device import autocast, check_precision, device_info, resolve_device
 from harness.runtime.errors import ConfigError
+from tests.conftest import in_own_process
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -69,8 +70,7 @@ def test_keras_pinning_against_tensorflows_own_device_list():
     assert policy_name("bf16") == "mixed_bfloat16" and policy_name("fp16") == "mixed_float16"
 
 
-def test_the_deferred_nonfinite_verdict_of_the_gpu_path_stops_at_the_read_out():
-    """The GPU path's ``stop`` (no host read per step), run here on the CPU by switching it on."""
+def _deferred_verdict():
     import numpy as np
 
     from backends.torch.engine import TorchEngine
@@ -93,3 +93,9 @@ def test_the_deferred_nonfinite_verdict_of_the_gpu_path_stops_at_the_read_out():
     with pytest.raises(NonFiniteError, match="at engine step 2 "):
         engine.check_pending()
     engine.check_pending()  # read once
+
+
+def test_the_deferred_nonfinite_verdict_of_the_gpu_path_stops_at_the_read_out():
+    """The GPU path's ``stop`` (no host read per step), run here on the CPU by switching it on. The engine
+    starts Horovod: in a process of its own."""
+    in_own_process(_deferred_verdict)

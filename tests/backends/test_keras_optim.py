@@ -21,6 +21,7 @@ from backends.torch.models import mlp as torch_mlp  # noqa: E402
 from harness.lars import lars_step  # noqa: E402
 from harness.losses import cross_entropy  # noqa: E402
 from harness.recipe import Recipe, mlperf_resnet50_lars  # noqa: E402
+from tests.conftest import in_own_process  # noqa: E402
 from harness.sgd import momentum_correction, sgd_step  # noqa: E402
 
 SHAPES = [(4, 3), (5, 2), (2, 3, 3), (7,)]  # the 1-D variable is excluded (bias/norm rule)
@@ -243,10 +244,10 @@ def test_keras_lars_with_the_mlperf_preset_equals_the_core():
         np.testing.assert_allclose(np.asarray(v), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_keras_engine_trains_on_the_label_smoothed_loss_and_evaluates_plain_cross_entropy():
+def _keras_label_smoothing():
     from backends.keras.engine import KerasEngine, to_channels_last
 
-    engine = KerasEngine(device="cpu")  # threads: TF is already initialised in this process
+    engine = KerasEngine(device="cpu")
     recipe = Recipe(per_worker_batch=16, dataset_size=64, epochs=1.0, warmup="none", decay="none",
                     label_smoothing=0.1)
     engine.build(recipe, model="mlp", input_shape=(1, 28, 28), num_classes=10, seed=0)
@@ -259,3 +260,8 @@ def test_keras_engine_trains_on_the_label_smoothed_loss_and_evaluates_plain_cros
     after = np.asarray(engine.model(to_channels_last(x), training=False), dtype=np.float64)
     summed, _, count = engine.evaluate(x, y)
     assert summed / count == pytest.approx(cross_entropy(after, y), rel=1e-5)
+
+
+def test_keras_engine_trains_on_the_label_smoothed_loss_and_evaluates_plain_cross_entropy():
+    """The engine starts Horovod: in a process of its own."""
+    in_own_process(_keras_label_smoothing)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# The engines here share one module-scoped Horovod in this process (only horovod.torch is initialized).
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+              pytest.mark.horovod_in_process]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from backends.torch.models import build_model
 from harness.lars import lars_step
 from harness.losses import cross_entropy
 from harness.recipe import Recipe, mlperf_resnet50_lars
+from tests.conftest import in_own_process
 from harness.sgd import momentum_correction, sgd_step
 
 SHAPES = [(4, 3), (5,), (2, 3, 3), (7,)]
@@ -295,7 +296,7 @@ def test_lars_with_the_mlperf_preset_equals_the_core_without_momentum_correction
         np.testing.assert_allclose(p.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
 
 
-def test_engine_trains_on_the_label_smoothed_loss_and_evaluates_plain_cross_entropy():
+def _torch_label_smoothing():
     from backends.torch.engine import TorchEngine
 
     engine = TorchEngine(threads=1, device="cpu")
@@ -313,3 +314,8 @@ def test_engine_trains_on_the_label_smoothed_loss_and_evaluates_plain_cross_entr
         after = engine.model(torch.from_numpy(x)).double().numpy()
     summed, _, count = engine.evaluate(x, y)
     assert summed / count == pytest.approx(cross_entropy(after, y), rel=1e-6)
+
+
+def test_engine_trains_on_the_label_smoothed_loss_and_evaluates_plain_cross_entropy():
+    """The engine starts Horovod: in a process of its own."""
+    in_own_process(_torch_label_smoothing)
