@@ -189,15 +189,28 @@ def early_losses(rows: list[dict], out: Path, multiple: int, *, epochs: float = 
     return curves
 
 
+def write_early_losses(curves: dict, multiple: int, out: Path) -> Path:
+    """``loss_early.csv``: the early-loss curves as data (multiple, method, epoch, mean training loss)."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{"multiple": multiple, "method": method, "epoch": e, "loss_mean": loss}
+                          for method, (x, y) in curves.items() for e, loss in zip(x, y)])
+    frame.to_csv(out / "loss_early.csv", index=False)
+    return out / "loss_early.csv"
+
+
 def plot_early_loss(rows: list[dict], out: Path) -> Path:
-    """``loss_early.png``: training loss over the first two epochs at the largest multiple, warmup or not.
+    """``loss_early.png`` and ``loss_early.csv``: training loss over the first two epochs at the largest
+    multiple, warmup or not.
 
     ``mlperf-lars``'s loss is label-smoothed (ε = 0.1), so its floor is higher than the others'.
     """
     plt = _pyplot()
     multiple = max(r["multiple"] for r in rows)
+    curves = early_losses(rows, out, multiple)
+    write_early_losses(curves, multiple, out)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for method, (x, y) in early_losses(rows, out, multiple).items():
+    for method, (x, y) in curves.items():
         ax.plot(x, y, label=method)
     ax.set(xlabel="epoch", ylabel="training loss (mean over seeds)",
            title=f"Early training at {multiple}× the base batch")
@@ -277,7 +290,7 @@ def machine_text() -> str:
 def write_outputs(rows: list[dict], grid: Grid, out: Path, *, mode: str, backend: str, command: str,
                   wall_s: float) -> tuple[str, list[dict]]:
     """Write ``results.csv`` (per run), ``summary.csv``, ``targets.csv``, ``table.md``, ``readme_table.md``,
-    ``grid.json`` and the two plots into ``out``.
+    ``grid.json``, the two plots and ``loss_early.csv`` into ``out``.
 
     Returns:
         (``table.md``'s text, :func:`targets`' checks).

@@ -53,10 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     bsc.add_argument("--jobs", type=int, help="runs at a time (default: cores / workers)")
     bsc.add_argument("--seeds", type=int, help="seeds per configuration (default: 5, or 2 with --quick)")
     bsc.add_argument("--epochs", type=float,
-                     help="epochs at every batch (default: 10; 2 with --quick); SGD ÷10 at 75%%")
+                     help="epochs at every batch (default: 8; 2 with --quick); SGD ÷10 at 75%%")
     bsc.add_argument("--methods", help="comma-separated subset of the methods")
     bsc.add_argument("--complete", action="store_true",
-                     help="also linear and constant warmup at 32x, no scaling at 64x (15 runs more)")
+                     help="also linear, constant warmup and both LARS methods at 32x, no scaling at 64x (25 runs more)")
     bsc.add_argument("--out", default="runs/batch-scaling", metavar="DIR")
     bsc.add_argument("--overwrite", action="store_true")
     bsc.set_defaults(func=batch_scaling)
