@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
 import numpy as np
+
+from benchmarks.timing import time_calls
 
 UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
 
@@ -61,17 +62,6 @@ def bus_factor(k: int) -> float:
 def iterations_for(size: int, iters: int) -> int:
     """Fewer iterations for large messages: at most ``iters``, at least 3, ~1 GiB moved per size."""
     return int(max(3, min(iters, 2**30 // size)))
-
-
-def _time_ops(op, count: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        op()
-    times = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        op()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def _records(impl: str, per_rank_times: list[list[float]], size: int, k: int) -> dict:
@@ -121,7 +111,7 @@ def run_allreduce(sizes: list[int], *, iters: int = 20, warmup: int = 3, peer: b
         if dist:
             impls["torch.distributed-gloo"] = lambda: dist.all_reduce(tensor)
         for impl, op in impls.items():
-            times = hvd.allgather_object(_time_ops(op, count, warmup), name=f"bench.times.{impl}.{size}")
+            times = hvd.allgather_object(time_calls(op, count, warmup), name=f"bench.times.{impl}.{size}")
             records.append(_records(impl, times, size, k))
     if dist:
         dist.destroy_process_group()

@@ -27,15 +27,16 @@ costs below were measured on the project's 2-core machine (AMD EPYC, one thread 
 idle); the grid's own wall time is in its ``grid.json`` and in the README.
 
 * **≥ 5 seeds in 30 minutes of 2 cores.** 5 seeds × (1 base + 2 methods at 32× + 5 at 64×) = 40 runs,
-  two single-thread runs at a time. One epoch of the grid's model costs 16.3 s at b0 = 32 (1,875 steps,
-  evaluation included) and ~8.5 s in passes of 256; a run starts in ~7 s. At 8 epochs: 5 × 137 s +
+  two single-thread runs at a time. One epoch of the grid's model trains in 14.9 s at b0 = 32 (1,875
+  steps, 4,015 images/s; 16.3 s with the evaluation) and 7.5 s in passes of 256 (7,985 images/s; ~8.5 s
+  with the evaluation); a run starts in ~7 s. At 8 epochs: 5 × 137 s +
   35 × 74 s ≈ 3,300 core-seconds, 27-28 minutes on two cores. Measured (2026-12-04, two runs at a time,
   nothing else running): base runs 152-165 s, 32× and 64× runs 69-89 s, the whole grid 29.7 minutes. The configurations left out
   (:data:`OPTIONAL`) serve no target or check: linear scaling without and with constant warmup and the
   two LARS methods at 32×, no scaling at 64×; the targets put the warmup comparison and LARS at 64×,
   the control and linear scaling + gradual warmup at 32×. ``--complete`` adds them (25 runs).
-* **The model.** The project's ``resnet-small`` costs 25.7 s an epoch at b0 and 17.7 s in passes of
-  256: 5 seeds would leave 3-4 epochs a run. The same network at half width (:data:`WIDTHS`, 19,810
+* **The model.** The project's ``resnet-small`` trains an epoch in 25.7 s at b0 (2,332 images/s) and
+  17.7 s in passes of 256 (3,396 images/s): 5 seeds would leave 3-4 epochs a run. The same network at half width (:data:`WIDTHS`, 19,810
   parameters, zero-γ residual blocks as in Goyal §5.1) costs half as much.
 * **Sensitive, with a well-trained base.** Probes at b0 = 32 (one seed each): 8 epochs reached 91.04% at
   η0 = 0.025 and 91.25% at η0 = 0.05; 7 epochs at η0 = 0.05 reached 90.81% and 90.47% (seeds 0, 1),

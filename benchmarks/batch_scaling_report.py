@@ -199,16 +199,13 @@ def write_early_losses(curves: dict, multiple: int, out: Path) -> Path:
     return out / "loss_early.csv"
 
 
-def plot_early_loss(rows: list[dict], out: Path) -> Path:
-    """``loss_early.png`` and ``loss_early.csv``: training loss over the first two epochs at the largest
-    multiple, warmup or not.
+def plot_early_loss(curves: dict, multiple: int, out: Path) -> Path:
+    """``loss_early.png``: :func:`early_losses`' curves (training loss over the first two epochs at
+    ``multiple``, the largest), warmup or not.
 
     ``mlperf-lars``'s loss is label-smoothed (ε = 0.1), so its floor is higher than the others'.
     """
     plt = _pyplot()
-    multiple = max(r["multiple"] for r in rows)
-    curves = early_losses(rows, out, multiple)
-    write_early_losses(curves, multiple, out)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for method, (x, y) in curves.items():
         ax.plot(x, y, label=method)
@@ -303,7 +300,10 @@ def write_outputs(rows: list[dict], grid: Grid, out: Path, *, mode: str, backend
     checks = targets(rows, table)
     pd.DataFrame(checks).to_csv(out / "targets.csv", index=False)
     plot_accuracy(table, out)
-    plot_early_loss(rows, out)
+    multiple = max(r["multiple"] for r in rows)
+    curves = early_losses(rows, out, multiple)
+    write_early_losses(curves, multiple, out)
+    plot_early_loss(curves, multiple, out)
     machine = machine_text()
     text = render(table, checks, grid, mode=mode, backend=backend, command=command, wall_s=wall_s, machine=machine)
     (out / "table.md").write_text(text)

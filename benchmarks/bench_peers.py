@@ -33,6 +33,7 @@ import time
 import types
 from pathlib import Path
 
+from benchmarks.timing import time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMIZERS = ("harness LARS", "timm Lars", "SGD foreach")
@@ -107,11 +108,7 @@ def optimizer_steps(*, reps: int, steps: int, warmup: int = 3, threads: int = 1)
     for rep in range(reps):
         order = OPTIMIZERS if rep % 2 == 0 else OPTIMIZERS[::-1]
         for name in order:
-            times = []
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                optimizers[name].step()
-                times.append(time.perf_counter() - t0)
+            times = time_calls(optimizers[name].step, steps)
             rows.append({"rep": rep, "optimizer": name, "step_s": statistics.median(times)})
     return rows
 

@@ -18,23 +18,12 @@ runs (:func:`weak_scaling`).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+
+from benchmarks.timing import time_calls
 
 PEERS = ("plain", "horovod", "ddp")
 TORCH_ONLY = ("horovod", "ddp")
-
-
-def _timed(step, warmup_steps: int, steps: int) -> list[float]:
-    for _ in range(warmup_steps):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def plain_torch(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_classes: int, warmup_steps: int,
@@ -56,7 +45,7 @@ def plain_torch(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_clas
 
     net = _torch_net(engine, model, batch, num_classes, seed)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    return _timed(_torch_step(engine, net, optimizer, batch), warmup_steps, steps)
+    return time_calls(_torch_step(engine, net, optimizer, batch), steps, warmup_steps)
 
 
 def plain_keras(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_classes: int, warmup_steps: int,
@@ -83,7 +72,7 @@ def plain_keras(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_clas
         optimizer.apply(tape.gradient(loss, net.trainable_variables), net.trainable_variables)
         return loss
 
-    return _timed(lambda: float(train_step()), warmup_steps, steps)
+    return time_calls(lambda: float(train_step()), steps, warmup_steps)
 
 
 def _torch_net(engine, model, batch, num_classes: int, seed: int):
@@ -143,7 +132,7 @@ def bare_horovod(engine, model, batch, *, num_classes: int, warmup_steps: int, s
     optimizer = hvd.DistributedOptimizer(torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9),
                                          named_parameters=net.named_parameters(), op=hvd.Average)
     hvd.broadcast_parameters(net.state_dict(), root_rank=0)
-    return _timed(_torch_step(engine, net, optimizer, batch), warmup_steps, steps)
+    return time_calls(_torch_step(engine, net, optimizer, batch), steps, warmup_steps)
 
 
 def ddp(engine, model, batch, *, num_classes: int, warmup_steps: int, steps: int, seed: int = 0):
@@ -173,7 +162,7 @@ def ddp(engine, model, batch, *, num_classes: int, warmup_steps: int, steps: int
     device_ids = [engine.device.index] if engine.device.type == "cuda" else None
     wrapped = torch.nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
     optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.01, momentum=0.9)
-    times = _timed(_torch_step(engine, wrapped, optimizer, batch), warmup_steps, steps)
+    times = time_calls(_torch_step(engine, wrapped, optimizer, batch), steps, warmup_steps)
     # Tear down in order, every rank together: DDP's reducer holds the group, and a group freed while
     # a peer still uses it (or freed implicitly when this frame ends) was seen to hang Gloo.
     dist.barrier()
