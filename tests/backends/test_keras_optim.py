@@ -21,8 +21,8 @@ from backends.torch.models import mlp as torch_mlp  # noqa: E402
 from harness.lars import lars_step  # noqa: E402
 from harness.losses import cross_entropy  # noqa: E402
 from harness.recipe import Recipe, mlperf_resnet50_lars  # noqa: E402
-from tests.conftest import in_own_process  # noqa: E402
 from harness.sgd import momentum_correction, sgd_step  # noqa: E402
+from tests.conftest import in_own_process  # noqa: E402
 
 SHAPES = [(4, 3), (5, 2), (2, 3, 3), (7,)]  # the 1-D variable is excluded (bias/norm rule)
 MASK = [True, True, True, False]

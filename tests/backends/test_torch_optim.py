@@ -9,8 +9,8 @@ from backends.torch.models import build_model
 from harness.lars import lars_step
 from harness.losses import cross_entropy
 from harness.recipe import Recipe, mlperf_resnet50_lars
-from tests.conftest import in_own_process
 from harness.sgd import momentum_correction, sgd_step
+from tests.conftest import in_own_process
 
 SHAPES = [(4, 3), (5,), (2, 3, 3), (7,)]
 # Layer 1 starts at zero weights (trust ratio 1); layers 2-3 form an excluded group.
