@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup check-build test demo bench bench-peers
+.PHONY: setup check-build test demo bench bench-peers device-pack
 
 setup:
 	@bash scripts/setup.sh
@@ -14,8 +14,9 @@ setup:
 check-build:
 	@FORCE_CHECK=1 bash scripts/setup.sh
 
-# pytest exits 5 when a selection holds no test: say so instead of failing.
+# ruff (pyflakes and import order, ruff.toml) first; pytest exits 5 when a selection holds no test: say so instead of failing.
 test: setup
+	@$(VENV)/bin/ruff check . && echo "ruff: clean"
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests selected"; exit 0; fi; exit $$rc
 
@@ -28,3 +29,8 @@ bench: setup
 # This project against its peers (timm's LARS, a bare Horovod loop, torch DDP), alternating repetitions.
 bench-peers: setup
 	@bash scripts/bench_peers.sh
+
+# The Horovod sdist and a small wheelhouse into .device/ (gitignored), for scripts/device_check.sh on a
+# GPU machine without network: carry .device with the tree.
+device-pack:
+	@bash scripts/device_check.sh --pack

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib
 
+from harness.runtime.config import check_choice
+from harness.runtime.errors import ConfigError
+
 BACKENDS = ("torch", "keras")
 _ENGINES = {"torch": ("backends.torch.engine", "TorchEngine"), "keras": ("backends.keras.engine", "KerasEngine")}
 
@@ -27,15 +30,16 @@ def make_engine(backend: str, *, threads: int | None = None, nonfinite: str = "s
         An engine implementing :class:`harness.runtime.engine.Engine`.
 
     Raises:
-        ValueError: an unknown backend, or ``channels_last`` asked of Keras (channels-last already).
+        harness.runtime.errors.ConfigError: (a ``ValueError``) an unknown backend, or ``channels_last``
+            asked of Keras (channels-last already).
         harness.runtime.errors.ConfigError: no GPU for this rank's local rank (host-local).
     """
-    if backend not in _ENGINES:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    check_choice("backend", backend, BACKENDS)
     module, name = _ENGINES[backend]
     options = dict(threads=threads, nonfinite=nonfinite, device=device, precision=precision)
     if backend == "torch":
         options["channels_last"] = channels_last
     elif channels_last:
-        raise ValueError("--channels-last is a torch option: Keras models here are channels-last already")
+        raise ConfigError("channels_last is a torch option: Keras models here are channels-last already",
+                          fields=("channels_last",))
     return getattr(importlib.import_module(module), name)(**options)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import NonFiniteError
-from harness.runtime.config import NONFINITE_POLICIES
+from harness.runtime.config import NONFINITE_POLICIES, check_choice
 
 
 class PreparedBatch(list):
@@ -24,6 +24,10 @@ class PreparedBatch(list):
     """
 
     ready = None
+
+
+MAX_CONSECUTIVE_LOSS_SCALE_SKIPS = 16  # fp16 overflow skips in a row that end a run under ``stop``
+MIN_LOSS_SCALE = 1.0  # an overflow at a loss scale <= this is a non-finite gradient, not a scale too high
 
 
 class HorovodEngine:
@@ -36,17 +40,17 @@ class HorovodEngine:
             averaged gradient; ``"skip"`` counts the step in ``nonfinite_skipped`` and goes on.
 
     Raises:
-        ValueError: an unknown ``nonfinite`` policy.
+        ConfigError: (a ``ValueError``) an unknown ``nonfinite`` policy.
     """
 
     name = "horovod"
 
     def __init__(self, hvd, *, threads: int, nonfinite: str = "stop"):
-        if nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
+        check_choice("nonfinite", nonfinite, NONFINITE_POLICIES)
         hvd.init()
         self.hvd, self.threads = hvd, threads
         self.nonfinite, self.nonfinite_skipped = nonfinite, 0
+        self.loss_scale_skips, self._consecutive_skips = 0, 0
         self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
 
     def _tensor(self, values: np.ndarray):
@@ -74,6 +78,34 @@ class HorovodEngine:
         if self.nonfinite == "stop":
             raise NonFiniteError("non-finite gradient: the step was not applied")
         self.nonfinite_skipped += 1
+
+    def loss_scale_overflow(self, scale: float) -> None:
+        """Count an fp16 step skipped because its gradient at loss scale ``scale`` was not finite.
+
+        Dynamic loss scaling (Micikevicius et al. 2018, arXiv 1710.03740, §3.2) skips such a step and
+        halves the scale. A gradient that is non-finite for another reason (a NaN in the data or the
+        weights) overflows at every scale, so under ``stop`` the run ends after
+        ``MAX_CONSECUTIVE_LOSS_SCALE_SKIPS`` (16) skips in a row, or at an overflow with the scale
+        already <= ``MIN_LOSS_SCALE`` (1.0), whichever comes first; from torch's initial scale 2^16
+        both come at the 16th or 17th step. ``skip`` counts and goes on.
+
+        Args:
+            scale: the loss scale the overflowing step used.
+
+        Raises:
+            NonFiniteError: under ``stop``, at either bound; the step was not applied.
+        """
+        self.loss_scale_skips += 1
+        self._consecutive_skips += 1
+        if self.nonfinite != "stop":
+            return
+        if self._consecutive_skips >= MAX_CONSECUTIVE_LOSS_SCALE_SKIPS or scale <= MIN_LOSS_SCALE:
+            raise NonFiniteError(f"non-finite fp16 gradient in {self._consecutive_skips} consecutive steps "
+                                 f"(loss scale {scale:g}): not an overflow the loss scale can fix; no step was applied")
+
+    def loss_scale_finite(self) -> None:
+        """Note an fp16 step whose gradient was finite (it ends a run of overflow skips)."""
+        self._consecutive_skips = 0
 
     def check_pending(self) -> None:
         """Raise what a deferred check found (an engine that checks on the device without a host read

@@ -1,4 +1,8 @@
-"""Allreduce bandwidth through Horovod, with ``torch.distributed`` (Gloo) measured in the same run.
+"""Allreduce bandwidth through Horovod, with ``torch.distributed`` measured in the same run.
+
+Tensors live where training keeps its gradients: on the rank's GPU when CUDA is available (Horovod's
+NCCL path, ``torch.distributed`` NCCL as the peer), else in host memory (Gloo or MPI, and
+``torch.distributed`` Gloo). Each record says which (``device``).
 
 nccl-tests convention: for S bytes allreduced in t seconds over k ranks,
 algbw = S / t and busbw = algbw · 2(k−1)/k (the per-link rate of a bandwidth-optimal allreduce,
@@ -73,8 +77,9 @@ def _records(impl: str, per_rank_times: list[list[float]], size: int, k: int) ->
             "busbw_gbps": algbw * bus_factor(k) / 1e9}
 
 
-def _gloo_group(hvd, rank: int, size: int):
-    """Start ``torch.distributed`` with Gloo beside Horovod; rank 0 picks the address and port."""
+def _peer_group(hvd, rank: int, size: int, backend: str):
+    """Start ``torch.distributed`` (``backend``: Gloo, or NCCL for device tensors) beside Horovod; rank 0
+    picks the address and port."""
     import torch.distributed as dist
 
     endpoint = None
@@ -82,37 +87,69 @@ def _gloo_group(hvd, rank: int, size: int):
         with socket.socket() as s:
             s.bind(("", 0))
             endpoint = (socket.gethostbyname(socket.gethostname()) if size > 1 else "127.0.0.1", s.getsockname()[1])
-    host, port = hvd.broadcast_object(endpoint, root_rank=0, name="harness.gloo_endpoint")
-    dist.init_process_group("gloo", init_method=f"tcp://{host}:{port}", rank=rank, world_size=size)
+    host, port = hvd.broadcast_object(endpoint, root_rank=0, name="harness.peer_endpoint")
+    dist.init_process_group(backend, init_method=f"tcp://{host}:{port}", rank=rank, world_size=size)
     return dist
 
 
-def run_allreduce(sizes: list[int], *, iters: int = 20, warmup: int = 3, peer: bool = True) -> list[dict]:
-    """Allreduce float32 tensors of each size with Horovod (and Gloo as the peer), on every rank.
+def allreduce_device(requested: str, local_rank: int):
+    """The device whose tensors are allreduced: the one training uses (:func:`backends.torch.device.resolve_device`).
 
-    Must run under a launcher (or alone, k = 1). Uses ``horovod.torch``.
+    ``auto`` is this rank's GPU when CUDA is available (Horovod then reduces device tensors with NCCL,
+    when it was built with it: the path training takes on a GPU cluster), else the CPU (Horovod's
+    host path, Gloo or MPI).
+
+    Raises:
+        ConfigError: an unknown device, or ``cuda`` without a GPU for this local rank.
+    """
+    from backends.torch.device import resolve_device
+
+    return resolve_device(requested, local_rank)
+
+
+def run_allreduce(sizes: list[int], *, iters: int = 20, warmup: int = 3, peer: bool = True,
+                  device: str = "auto") -> list[dict]:
+    """Allreduce float32 tensors of each size with Horovod (and ``torch.distributed`` as the peer), on every rank.
+
+    Must run under a launcher (or alone, k = 1). Uses ``horovod.torch``. Each timed call ends when the
+    reduced tensor is ready on the device (``torch.cuda.synchronize`` on CUDA), so asynchronous
+    completion (``HOROVOD_ENABLE_ASYNC_COMPLETION``) cannot turn it into launch time.
+
+    Args:
+        sizes: message sizes in bytes (multiples of 4).
+        iters: timed iterations per size (fewer for large sizes: :func:`iterations_for`).
+        warmup: untimed iterations per size first.
+        peer: also time ``torch.distributed``'s allreduce: Gloo for CPU tensors, NCCL for GPU tensors.
+        device: ``"auto"`` (the device training uses: GPU ``local_rank`` when CUDA is available),
+            ``"cpu"`` or ``"cuda"``.
 
     Returns:
         One record per (implementation, size), kind ``allreduce``: ``size_bytes``, ``time_s``
-        (median of the slowest rank), ``algbw_gbps`` and ``busbw_gbps`` (10⁹ bytes/s). Only
-        rank 0's return value is complete.
+        (median of the slowest rank), ``algbw_gbps`` and ``busbw_gbps`` (10⁹ bytes/s), and ``device``
+        (``"cpu"`` or ``"cuda"``). Only rank 0's return value is complete.
+
+    Raises:
+        ConfigError: an unknown device, or ``cuda`` without a GPU for this local rank.
     """
     import horovod.torch as hvd
     import torch
 
     hvd.init()
     rank, k = hvd.rank(), hvd.size()
-    dist = _gloo_group(hvd, rank, k) if peer else None
+    where = allreduce_device(device, hvd.local_rank())
+    backend = "nccl" if where.type == "cuda" else "gloo"
+    dist = _peer_group(hvd, rank, k, backend) if peer else None
+    done = (lambda: torch.cuda.synchronize(where)) if where.type == "cuda" else (lambda: None)
     records = []
     for size in sizes:
-        tensor = torch.ones(size // 4, dtype=torch.float32)
+        tensor = torch.ones(size // 4, dtype=torch.float32, device=where)
         count = iterations_for(size, iters)
-        impls = {"horovod": lambda: hvd.allreduce_(tensor, op=hvd.Sum, name=f"bench.{size}")}
+        impls = {"horovod": lambda: (hvd.allreduce_(tensor, op=hvd.Sum, name=f"bench.{size}"), done())}
         if dist:
-            impls["torch.distributed-gloo"] = lambda: dist.all_reduce(tensor)
+            impls[f"torch.distributed-{backend}"] = lambda: (dist.all_reduce(tensor), done())
         for impl, op in impls.items():
             times = hvd.allgather_object(time_calls(op, count, warmup), name=f"bench.times.{impl}.{size}")
-            records.append(_records(impl, times, size, k))
+            records.append({**_records(impl, times, size, k), "device": where.type})
     if dist:
         dist.destroy_process_group()
     return records

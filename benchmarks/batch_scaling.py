@@ -24,7 +24,7 @@ poly(2) to 1e-4 over T + 1 steps, label smoothing 0.1 and no momentum correction
 
 Design, and why (every number is a :class:`Grid` field; ``--epochs``/``--seeds`` change them). Per-run
 costs below were measured on the project's 2-core machine (AMD EPYC, one thread a run, machine otherwise
-idle); the grid's own wall time is in its ``grid.json`` and in the README.
+idle); the grid's own wall time is in its ``grid.json`` and in docs/results.md.
 
 * **≥ 5 seeds in 30 minutes of 2 cores.** 5 seeds × (1 base + 2 methods at 32× + 5 at 64×) = 40 runs,
   two single-thread runs at a time. One epoch of the grid's model trains in 14.9 s at b0 = 32 (1,875
@@ -64,7 +64,9 @@ idle); the grid's own wall time is in its ``grid.json`` and in the README.
 A global batch kn = multiple · b0 is reached in one process by gradient accumulation in passes of up to
 ``micro_batch`` images (Goyal §2: k workers of n ≡ one worker accumulating k passes of n, up to BatchNorm
 statistics, which are per pass here as per worker there), or with ``--workers`` Horovod workers. Every
-run is a real ``harness train`` run directory; the experiment launches them and tabulates.
+run is a real training run directory: the experiment writes each run's :class:`~harness.runtime.worker.TrainJob`
+to ``runs/<name>/job.json``, runs ``python -m harness.runtime.worker`` on it (under horovodrun for
+``workers`` > 1), and tabulates.
 
 References:
     Goyal et al. 2017, arXiv 1706.02677. You, Gitman & Ginsburg 2017, arXiv 1708.03888. MLPerf Training
@@ -76,14 +78,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.recipe import mlperf_resnet50_lars
+from harness.runtime.config import DataConfig, RecipeSpec, RunConfig
 from harness.runtime.errors import ConfigError
 from harness.runtime.launch import launch_command
+from harness.runtime.records import JOB
+from harness.runtime.worker import TrainJob, worker_command, write_job
 from harness.scaling import mlperf_lars_lr
 
 METHODS = ("no-scaling", "linear", "linear-gradual", "linear-constant", "lars", "mlperf-lars")
@@ -149,36 +153,36 @@ def with_epochs(grid: Grid, epochs: float) -> Grid:
     return dataclasses.replace(grid, epochs=float(epochs), milestones=(0.75 * epochs,))
 
 
-def mlperf_overrides(grid: Grid, multiple: int) -> list[str]:
-    """``--set`` overrides that scale the ``mlperf-resnet50-lars`` preset to this data at ``multiple``."""
+def mlperf_overrides(grid: Grid, multiple: int) -> dict:
+    """Recipe fields that scale the ``mlperf-resnet50-lars`` preset to this data at ``multiple``."""
     preset = mlperf_resnet50_lars()
     peak, warmup_epochs = mlperf_lars_lr(multiple * GOYAL_BATCH)
-    return [f"reference_lr={peak}", f"reference_batch={multiple * grid.base_batch}",
-            f"warmup_epochs={warmup_epochs / preset.epochs * grid.epochs}"]
+    return {"reference_lr": peak, "reference_batch": multiple * grid.base_batch,
+            "warmup_epochs": warmup_epochs / preset.epochs * grid.epochs}
 
 
-def method_overrides(method: str, grid: Grid, multiple: int = 1) -> list[str]:
-    """``--set`` overrides that turn the method's base preset into ``method`` at ``multiple``.
+def method_overrides(method: str, grid: Grid, multiple: int = 1) -> dict:
+    """Recipe fields (name → typed value) that turn the method's base preset into ``method`` at ``multiple``.
 
     Raises:
         ValueError: unknown method.
     """
-    sgd = ["decay=multistep", f"milestones_epochs={list(grid.milestones)}"]
-    warm = f"warmup_epochs={grid.warmup_epochs}"
+    sgd = {"decay": "multistep", "milestones_epochs": list(grid.milestones)}
+    warm = {"warmup_epochs": grid.warmup_epochs}
     table = {
-        "no-scaling": ["scaling_rule=none", "warmup=none", *sgd],
-        "linear": ["scaling_rule=linear", "warmup=none", *sgd],
-        "linear-gradual": ["scaling_rule=linear", "warmup=gradual", warm, *sgd],
-        "linear-constant": ["scaling_rule=linear", "warmup=constant", warm, *sgd],
-        "lars": ["scaling_rule=linear", "warmup=gradual", warm, "optimizer=lars", "decay=poly", "poly_power=2",
-                 f"trust_coefficient={grid.trust_coefficient}", "warmup_start_lr=0.0"],
+        "no-scaling": {"scaling_rule": "none", "warmup": "none", **sgd},
+        "linear": {"scaling_rule": "linear", "warmup": "none", **sgd},
+        "linear-gradual": {"scaling_rule": "linear", "warmup": "gradual", **warm, **sgd},
+        "linear-constant": {"scaling_rule": "linear", "warmup": "constant", **warm, **sgd},
+        "lars": {"scaling_rule": "linear", "warmup": "gradual", **warm, "optimizer": "lars", "decay": "poly",
+                 "poly_power": 2, "trust_coefficient": grid.trust_coefficient, "warmup_start_lr": 0.0},
     }
     if method == "mlperf-lars":
         return mlperf_overrides(grid, multiple)
     if method not in table:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    return [f"reference_lr={grid.base_lr}", f"reference_batch={grid.base_batch}",
-            f"weight_decay={grid.weight_decay}", *table[method]]
+    return {"reference_lr": grid.base_lr, "reference_batch": grid.base_batch, "weight_decay": grid.weight_decay,
+            **table[method]}
 
 
 def configurations(grid: Grid, methods=METHODS) -> list[dict]:
@@ -195,30 +199,33 @@ def configurations(grid: Grid, methods=METHODS) -> list[dict]:
 
 
 def model_spec(grid: Grid, backend: str) -> str:
-    """The ``--model`` argument: this module's builder for ``backend``, or the grid's model name."""
+    """The run's ``model``: this module's builder for ``backend``, or the grid's model name."""
     if grid.model != "resnet-small-w8":
         return grid.model
     return f"benchmarks.batch_scaling:{backend}_model"
 
 
-def train_command(config: dict, grid: Grid, out: Path, *, backend: str, workers: int,
-                  overwrite: bool = False) -> list[str]:
-    """The ``harness train`` command for one configuration (run under horovodrun when workers > 1)."""
+def train_job(config: dict, grid: Grid, out: Path, *, backend: str, workers: int,
+              overwrite: bool = False) -> TrainJob:
+    """The training job of one configuration on ``workers`` ranks, writing its run directory ``out``."""
     global_batch = config["multiple"] * grid.base_batch
     per_pass = min(global_batch // workers, grid.micro_batch)
     accumulation = global_batch // (workers * per_pass)
     preset = "mlperf-resnet50-lars" if config["method"] == "mlperf-lars" else "fashion-mnist-goyal"
-    sets = [f"accumulation_steps={accumulation}", *method_overrides(config["method"], grid, config["multiple"])]
-    argv = [sys.executable, "-m", "harness_cli", "train", "--backend", backend, "--model", model_spec(grid, backend),
-            "--preset", preset, "--per-worker-batch", str(per_pass), "--epochs", str(grid.epochs),
-            "--seed", str(config["seed"]), "--threads", "1", "--out", str(out), "--timing-skip", "0",
-            *[arg for item in sets for arg in ("--set", item)]]
-    if overwrite:
-        argv.append("--overwrite")
-    if grid.train_size:
-        argv += ["--train-size", str(grid.train_size)]
-    if grid.test_size:
-        argv += ["--test-size", str(grid.test_size)]
+    changes = {"per_worker_batch": per_pass, "epochs": float(grid.epochs), "accumulation_steps": accumulation,
+               **method_overrides(config["method"], grid, config["multiple"])}
+    run = RunConfig(out=out, backend=backend, model=model_spec(grid, backend), seed=config["seed"], threads=1,
+                    timing_skip=0, overwrite=overwrite,
+                    data=DataConfig(train_size=grid.train_size or None, test_size=grid.test_size or None))
+    return TrainJob(config=run, recipe=RecipeSpec(preset=preset, changes=changes))
+
+
+def train_command(config: dict, grid: Grid, out: Path, *, backend: str, workers: int,
+                  overwrite: bool = False) -> list[str]:
+    """Write one configuration's job to ``out/job.json``; the worker command that runs it (under horovodrun
+    when workers > 1)."""
+    job = train_job(config, grid, out, backend=backend, workers=workers, overwrite=overwrite)
+    argv = worker_command(write_job(job, out / JOB))
     if workers == 1:
         return argv
     return launch_command(argv, launcher="horovodrun", np=workers, hosts=f"localhost:{workers}")
@@ -273,19 +280,20 @@ def configure(*, quick: bool, seeds: int | None, epochs: float | None, workers: 
     grid = dataclasses.replace(QUICK if quick else FULL, complete=complete)
     if seeds is not None:
         if seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+            raise ConfigError(f"seeds must be >= 1, got {seeds}", fields=("seeds",))
         grid = dataclasses.replace(grid, seeds=tuple(range(seeds)))
     if epochs is not None:
         try:
             grid = with_epochs(grid, epochs)
         except ValueError as exc:
-            raise ConfigError(f"--epochs: {exc}") from None
+            raise ConfigError(str(exc), fields=("epochs",)) from None
     if workers < 1 or (workers > 1 and any(m * grid.base_batch % workers for m in grid.multiples)):
-        raise ConfigError(f"--workers must be >= 1 and divide every global batch, got {workers}")
+        raise ConfigError(f"workers must be >= 1 and divide every global batch, got {workers}", fields=("workers",))
     methods = tuple(methods or METHODS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
-        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise ConfigError(f"methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}",
+                          fields=("methods",))
     return grid, methods
 
 

@@ -6,10 +6,13 @@ the repetitions:
 
 1. **Optimizer step** on ResNet-50's 161 parameter tensors (25,557,032 parameters, the torch v1.5 model
    of :mod:`backends.torch.models`), one param group, lr 0.1, momentum 0.9, weight decay 1e-4, fixed
-   random gradients, one intra-op thread: :class:`backends.torch.LARS` (foreach) against timm's
-   ``Lars`` (``timm.optim.lars``, foreach; the reference LARS implementation most PyTorch users meet) and
-   ``torch.optim.SGD(foreach=True)`` (the floor: momentum SGD without trust ratios). The figure is the
-   median step time of ``steps`` steps per side per repetition; ratios are ours / theirs per repetition.
+   random gradients, one intra-op thread: :class:`backends.torch.LARS` against timm's ``Lars``
+   (``timm.optim.lars``; the reference LARS implementation most PyTorch users meet) and
+   ``torch.optim.SGD`` (the floor: momentum SGD without trust ratios), each at its own default (``foreach``
+   unset: all three pick the single-tensor loop on the CPU and ``torch._foreach_*`` on CUDA, as torch.optim
+   does) and, separately, at ``foreach=True``. The figure is the median step time of ``steps`` steps per
+   side per repetition; ratios are ours / theirs per repetition, defaults against defaults and foreach
+   against foreach.
 2. **Harness step against a bare Horovod loop** at k = 1: ``harness bench throughput --peers
    horovod,ddp,plain`` (:mod:`benchmarks.peers`), same model, per-worker batch, thread count.
 3. **Weak-scaling efficiency** k = 1 → 2 of the harness, the bare Horovod loop and torch DDP (Gloo),
@@ -33,10 +36,15 @@ import time
 import types
 from pathlib import Path
 
+from benchmarks.jobs import ThroughputJob
 from benchmarks.timing import time_calls
+from harness.runtime.launch import launch_command
+from harness.runtime.records import JOB
+from harness.runtime.worker import worker_command, write_job
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIMIZERS = ("harness LARS", "timm Lars", "SGD foreach")
+# Each peer at its default and at foreach=True; a side's name says which.
+OPTIMIZERS = ("harness LARS", "timm Lars", "SGD", "harness LARS foreach", "timm Lars foreach", "SGD foreach")
 
 
 def load_timm_lars():
@@ -75,26 +83,41 @@ def resnet50_tensors(seed: int = 0):
     return params
 
 
-def make_optimizers(params_for) -> dict:
-    """The three optimizers, each on its own copy of the parameters (``params_for(name)``)."""
+def make_optimizers(params_for, names=OPTIMIZERS) -> dict:
+    """The optimizers named in ``names`` (of :data:`OPTIMIZERS`), each on its own copy of the parameters
+    (``params_for(name)``): a name ending in `` foreach`` passes ``foreach=True``, any other leaves
+    ``foreach`` at the optimizer's default."""
     import torch
 
     from backends.torch import LARS
 
     timm_lars, _ = load_timm_lars()
     hyper = dict(momentum=0.9, weight_decay=1e-4)
-    return {
-        "harness LARS": LARS(params_for("harness LARS"), 0.1, trust_coefficient=0.001, **hyper),
-        "timm Lars": timm_lars(params_for("timm Lars"), lr=0.1, trust_coeff=0.001, eps=0.0, foreach=True, **hyper),
-        "SGD foreach": torch.optim.SGD(params_for("SGD foreach"), lr=0.1, foreach=True, **hyper),
-    }
+    build = {"harness LARS": lambda params, **kw: LARS(params, 0.1, trust_coefficient=0.001, **hyper, **kw),
+             "timm Lars": lambda params, **kw: timm_lars(params, lr=0.1, trust_coeff=0.001, eps=0.0, **hyper, **kw),
+             "SGD": lambda params, **kw: torch.optim.SGD(params, lr=0.1, **hyper, **kw)}
+    optimizers = {}
+    for name in names:
+        foreach = {"foreach": True} if name.endswith(" foreach") else {}
+        optimizers[name] = build[name.removesuffix(" foreach")](params_for(name), **foreach)
+    return optimizers
+
+
+def step_path(name: str, params) -> str:
+    """The path a side's step takes: ``foreach`` when asked, else torch.optim's default for ``params``
+    (``_default_to_fused_or_foreach``, which all three peers follow when ``foreach`` is unset)."""
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+
+    default = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
+    return "foreach" if name.endswith(" foreach") or default else "single-tensor"
 
 
 def optimizer_steps(*, reps: int, steps: int, warmup: int = 3, threads: int = 1) -> list[dict]:
     """Median step time (seconds) of each optimizer per repetition, sides alternating.
 
     Returns:
-        One row per (repetition, optimizer): ``{"rep", "optimizer", "step_s"}``.
+        One row per (repetition, optimizer): ``{"rep", "optimizer", "path", "step_s"}``; ``path`` is the
+        step's path (:func:`step_path`).
     """
     import torch
 
@@ -109,13 +132,15 @@ def optimizer_steps(*, reps: int, steps: int, warmup: int = 3, threads: int = 1)
         order = OPTIMIZERS if rep % 2 == 0 else OPTIMIZERS[::-1]
         for name in order:
             times = time_calls(optimizers[name].step, steps)
-            rows.append({"rep": rep, "optimizer": name, "step_s": statistics.median(times)})
+            rows.append({"rep": rep, "optimizer": name, "path": step_path(name, copies[name]),
+                         "step_s": statistics.median(times)})
     return rows
 
 
 def throughput_runs(out: Path, *, reps: int, model: str, per_worker_batch: int, steps: int, warmup: int,
                     peers: str = "horovod,ddp,plain") -> list[dict]:
-    """``harness bench throughput --peers ...`` at k = 1 and 2 in each repetition; the summaries.
+    """The throughput job with ``peers`` (``harness bench throughput --peers ...``) as k = 1 and 2 workers in
+    each repetition (``python -m harness.runtime.worker`` under horovodrun); the summaries.
 
     Raises:
         RuntimeError: a run failed (its output is in ``out/rep<R>/k<k>.log``).
@@ -126,10 +151,10 @@ def throughput_runs(out: Path, *, reps: int, model: str, per_worker_batch: int, 
             run = out / f"rep{rep}" / f"k{k}"
             log = out / f"rep{rep}" / f"k{k}.log"
             run.parent.mkdir(parents=True, exist_ok=True)
-            argv = [sys.executable, "-m", "harness_cli", "bench", "throughput", "--np", str(k), "--model", model,
-                    "--per-worker-batch", str(per_worker_batch), "--threads", "1", "--steps", str(steps),
-                    "--warmup-steps", str(warmup), "--batches-per-iter", str(min(10, steps)), "--peers", peers,
-                    "--out", str(run)]
+            job = ThroughputJob(out=run, model=model, per_worker_batch=per_worker_batch, threads=1, steps=steps,
+                                warmup_steps=warmup, batches_per_iter=min(10, steps), peers=tuple(peers.split(",")))
+            argv = launch_command(worker_command(write_job(job, run / JOB)), launcher="horovodrun", np=k,
+                                  hosts=f"localhost:{k}")
             with open(log, "w") as sink:
                 proc = subprocess.run(argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
             if proc.returncode != 0:
@@ -156,13 +181,18 @@ def comparisons(optimizer_rows: list[dict], summaries: list[dict]) -> list[dict]
     by_rep: dict[int, dict[str, float]] = {}
     for row in optimizer_rows:
         by_rep.setdefault(row["rep"], {})[row["optimizer"]] = row["step_s"]
-    if by_rep:
-        rows.append({"comparison": "LARS step, ms (harness)", "target": "",
-                     "values": [1e3 * r["harness LARS"] for r in by_rep.values()]})
-        rows.append({"comparison": "LARS step / timm Lars", "target": "≤ 1.0",
-                     "values": [r["harness LARS"] / r["timm Lars"] for r in by_rep.values()]})
-        rows.append({"comparison": "LARS step / SGD(foreach)", "target": "≤ 1.3",
-                     "values": [r["harness LARS"] / r["SGD foreach"] for r in by_rep.values()]})
+    reps = list(by_rep.values())
+    # SGD's floor (≤ 1.3) was set for the foreach paths; torch's single-tensor SGD makes no norm passes at all.
+    for suffix, label, targets in (("", "defaults", ("≤ 1.0", "")), (" foreach", "foreach=True", ("≤ 1.0", "≤ 1.3"))):
+        ours = f"harness LARS{suffix}"
+        if not reps or not all(ours in r for r in reps):
+            continue
+        rows.append({"comparison": f"LARS step, ms (harness, {label})", "target": "",
+                     "values": [1e3 * r[ours] for r in reps]})
+        for peer, target in zip((f"timm Lars{suffix}", f"SGD{suffix}"), targets):
+            if all(peer in r for r in reps):
+                rows.append({"comparison": f"LARS step / {peer.removesuffix(suffix)}, {label}", "target": target,
+                             "values": [r[ours] / r[peer] for r in reps]})
     runs: dict[int, dict[int, dict]] = {}
     for summary in summaries:
         runs.setdefault(summary["rep"], {})[summary["k"]] = summary

@@ -1,7 +1,7 @@
 """Step-time model of synchronous data-parallel SGD on Horovod: readiness, fusion, α-β allreduce, stragglers.
 
 One step on k workers, every term measured or sourced (``benchmarks/published.py`` holds the cases it
-is checked against, README "The cost model against published runs" the table):
+is checked against, docs/benchmarks.md "The cost model against published runs" the table):
 
 1. **Compute and gradient readiness.** Forward + backward take T_c seconds on one worker. Gradient
    tensors become ready in backward order at times r_i·T_c: measured per parameter with backward hooks at
@@ -139,7 +139,7 @@ HOROVOD_DEFAULT = Fusion(128 * MIB, 1e-3)  # Horovod >= 0.21 defaults (0.28.1 he
 HOROVOD_2018 = Fusion(64 * MIB, 5e-3)    # Horovod < 0.21 defaults (the 2018 paper)
 DDP = Fusion(25 * MIB, 0.0)              # torch DistributedDataParallel bucket_cap_mb = 25
 PER_LAYER = Fusion(0.0, 0.0)             # each layer's gradient alone, as soon as it is ready
-# Fitted in benchmarks/published.py (fit_constants), each on cases the README names; the other cases are blind.
+# Fitted in benchmarks/published.py (fit_constants), each on cases docs/benchmarks.md names; the other cases are blind.
 SIGMA_GPU = 0.0192    # σ of a GPU worker's step time: NVIDIA DLE DGX-1 V100 FP32 1 → 8 (communication < 1%)
 INTERFERENCE = 0.099  # γ: the two Horovod 2018 TCP cases at 128 GPUs (both 88%; comm fits inside backward)
 

@@ -18,6 +18,8 @@ runs (:func:`weak_scaling`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from benchmarks.timing import time_calls
@@ -26,12 +28,40 @@ PEERS = ("plain", "horovod", "ddp")
 TORCH_ONLY = ("horovod", "ddp")
 
 
-def plain_torch(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_classes: int, warmup_steps: int,
-                steps: int, seed: int = 0) -> list[float]:
-    """Step times (seconds) of a plain torch loop on ``engine``'s device, precision and memory format.
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where and how a peer computes: the harness engine's device, precision and memory format.
+
+    Attributes:
+        device_type: ``"cpu"`` or ``"cuda"``; index: the GPU index (None on a CPU).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``; channels_last: channels-last inputs (torch).
+    """
+
+    device_type: str = "cpu"
+    index: int | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    @classmethod
+    def of(cls, device_info: dict) -> Placement:
+        """From an engine's ``device_info()`` record (:class:`harness.runtime.engine.Engine`)."""
+        return cls(device_info.get("type", "cpu"), device_info.get("index"), device_info.get("precision", "fp32"),
+                   bool(device_info.get("channels_last", False)))
+
+    def torch_device(self):
+        """The ``torch.device``."""
+        import torch
+
+        return torch.device("cuda", self.index) if self.device_type == "cuda" else torch.device("cpu")
+
+
+def plain_torch(engine, model, batch: tuple[np.ndarray, np.ndarray], *, where: Placement, num_classes: int,
+                warmup_steps: int, steps: int, seed: int = 0) -> list[float]:
+    """Step times (seconds) of a plain torch loop on the harness's device, precision and memory format.
 
     Args:
-        engine: the harness's :class:`backends.torch.engine.TorchEngine` (for device and precision).
+        engine: the harness's engine (unused: a plain loop makes no collective call).
+        where: the device, precision and memory format to run at.
         model: the model name or :class:`harness.runtime.models.UserModel` the harness measured.
         batch: one (x (n, C, H, W) float32, y (n,) int64) batch, reused every step.
         num_classes: the model's output classes.
@@ -43,13 +73,13 @@ def plain_torch(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_clas
     """
     import torch
 
-    net = _torch_net(engine, model, batch, num_classes, seed)
+    net = _torch_net(where, model, batch, num_classes, seed)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    return time_calls(_torch_step(engine, net, optimizer, batch), steps, warmup_steps)
+    return time_calls(_torch_step(where, net, optimizer, batch), steps, warmup_steps)
 
 
-def plain_keras(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_classes: int, warmup_steps: int,
-                steps: int, seed: int = 0) -> list[float]:
+def plain_keras(engine, model, batch: tuple[np.ndarray, np.ndarray], *, where: Placement, num_classes: int,
+                warmup_steps: int, steps: int, seed: int = 0) -> list[float]:
     """Step times (seconds) of a plain Keras 3 training step (``tf.function``, Keras SGD), same policy."""
     import keras
     import tensorflow as tf
@@ -75,8 +105,8 @@ def plain_keras(engine, model, batch: tuple[np.ndarray, np.ndarray], *, num_clas
     return time_calls(lambda: float(train_step()), steps, warmup_steps)
 
 
-def _torch_net(engine, model, batch, num_classes: int, seed: int):
-    """The harness's model, freshly built with ``seed`` on ``engine``'s device and memory format."""
+def _torch_net(where: Placement, model, batch, num_classes: int, seed: int):
+    """The harness's model, freshly built with ``seed`` on ``where``'s device."""
     import torch
 
     from backends.torch.models import build_model
@@ -85,57 +115,76 @@ def _torch_net(engine, model, batch, num_classes: int, seed: int):
     shape = tuple(batch[0].shape[1:])
     net = build_model(model, input_shape=shape, num_classes=num_classes) if isinstance(model, str) \
         else model.build(shape, num_classes, torch.nn.Module)
-    memory = torch.channels_last if engine.channels_last else torch.preserve_format
-    return net.to(engine.device, memory_format=memory).train()
+    # The engine's memory format: weights stay contiguous (Horovod's broadcast and allreduce refuse other
+    # layouts) and channels-last inputs make the convolutions run channels-last (_torch_step's to_device).
+    return net.to(where.torch_device()).train()
 
 
-def _torch_step(engine, net, optimizer, batch):
-    """One forward/backward/step closure over a fixed batch, as the bare loops run it."""
+def _torch_step(where: Placement, net, optimizer, batch, *, horovod: bool = False):
+    """One forward/backward/step closure over a fixed batch, as the bare loops run it.
+
+    With fp16 a ``GradScaler`` scales the loss. On Horovod's ``DistributedOptimizer`` (``horovod=True``)
+    it follows Horovod's AMP order (``examples/pytorch/pytorch_mnist.py``): ``synchronize()`` so the
+    allreduces are done, ``unscale_``, then ``scaler.step`` under ``skip_synchronize()``; otherwise
+    ``unscale_`` would race the in-flight allreduces, and a skipped step would leave them pending.
+    """
     import torch
     import torch.nn.functional as F
 
     from backends.torch.device import autocast, to_device
 
-    x = to_device(batch[0], engine.device, channels_last=engine.channels_last)
-    y = to_device(batch[1], engine.device)
-    scaler = torch.amp.GradScaler(engine.device.type) if engine.precision == "fp16" else None
+    device = where.torch_device()
+    x = to_device(batch[0], device, channels_last=where.channels_last)
+    y = to_device(batch[1], device)
+    scaler = torch.amp.GradScaler(device.type) if where.precision == "fp16" else None
+
+    def scaled_step():
+        if horovod:
+            optimizer.synchronize()
+            scaler.unscale_(optimizer)
+            with optimizer.skip_synchronize():
+                scaler.step(optimizer)
+        else:
+            scaler.step(optimizer)
+        scaler.update()
 
     def step():
         optimizer.zero_grad()  # set_to_none (torch's default; Horovod's wrapper takes no argument)
-        with autocast(engine.device, engine.precision):
+        with autocast(device, where.precision):
             loss = F.cross_entropy(net(x), y)
         if scaler:
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            scaled_step()
         else:
             loss.backward()
             optimizer.step()
-        if engine.device.type == "cuda":
-            torch.cuda.synchronize(engine.device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     return step
 
 
-def bare_horovod(engine, model, batch, *, num_classes: int, warmup_steps: int, steps: int, seed: int = 0):
+def bare_horovod(engine, model, batch, *, where: Placement, num_classes: int, warmup_steps: int, steps: int,
+                 seed: int = 0):
     """Step times (seconds) of a bare ``horovod.torch`` loop over the same k ranks.
 
     Horovod's documented usage and nothing more: momentum SGD wrapped in ``hvd.DistributedOptimizer``
     (named parameters, ``op=Average``), parameters broadcast from rank 0, then per step ``zero_grad``,
-    forward, ``backward`` (allreduce overlapping it), ``step``. No non-finite check, no LR schedule.
+    forward, ``backward`` (allreduce overlapping it), ``step`` (with fp16: Horovod's AMP order, see
+    :func:`_torch_step`). No non-finite check, no LR schedule. Weights stay contiguous with
+    ``channels_last`` (inputs are channels-last), as Horovod's ``broadcast_parameters`` requires.
     """
+    import horovod.torch as hvd
     import torch
 
-    import horovod.torch as hvd
-
-    net = _torch_net(engine, model, batch, num_classes, seed)
+    net = _torch_net(where, model, batch, num_classes, seed)
     optimizer = hvd.DistributedOptimizer(torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9),
                                          named_parameters=net.named_parameters(), op=hvd.Average)
     hvd.broadcast_parameters(net.state_dict(), root_rank=0)
-    return time_calls(_torch_step(engine, net, optimizer, batch), steps, warmup_steps)
+    return time_calls(_torch_step(where, net, optimizer, batch, horovod=True), steps, warmup_steps)
 
 
-def ddp(engine, model, batch, *, num_classes: int, warmup_steps: int, steps: int, seed: int = 0):
+def ddp(engine, model, batch, *, where: Placement, num_classes: int, warmup_steps: int, steps: int, seed: int = 0):
     """Step times (seconds) of torch ``DistributedDataParallel`` over the same k ranks.
 
     The process group is made for the measurement and destroyed after it: rank 0 picks a free TCP
@@ -156,13 +205,13 @@ def ddp(engine, model, batch, *, num_classes: int, warmup_steps: int, steps: int
     else:
         address = None
     host, port = engine.broadcast_object(address)
-    dist.init_process_group("nccl" if engine.device.type == "cuda" else "gloo", init_method=f"tcp://{host}:{port}",
+    dist.init_process_group("nccl" if where.device_type == "cuda" else "gloo", init_method=f"tcp://{host}:{port}",
                             rank=engine.rank, world_size=engine.size)
-    net = _torch_net(engine, model, batch, num_classes, seed)
-    device_ids = [engine.device.index] if engine.device.type == "cuda" else None
+    net = _torch_net(where, model, batch, num_classes, seed)
+    device_ids = [where.index] if where.device_type == "cuda" else None
     wrapped = torch.nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
     optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.01, momentum=0.9)
-    times = time_calls(_torch_step(engine, wrapped, optimizer, batch), steps, warmup_steps)
+    times = time_calls(_torch_step(where, wrapped, optimizer, batch), steps, warmup_steps)
     # Tear down in order, every rank together: DDP's reducer holds the group, and a group freed while
     # a peer still uses it (or freed implicitly when this frame ends) was seen to hang Gloo.
     dist.barrier()
@@ -184,12 +233,14 @@ def run_peer(peer: str, engine, model, batch, *, num_classes: int, warmup_steps:
         ValueError: an unknown peer, or a torch-only peer with the Keras engine.
     """
     if peer not in PEERS:
-        raise ValueError(f"--peers must be among {', '.join(PEERS)}, got {peer!r}")
+        raise ValueError(f"peer must be one of {', '.join(PEERS)}, got {peer!r}")
     if peer in TORCH_ONLY and engine.name != "torch":
-        raise ValueError(f"--peers {peer} is a torch loop: use it with --backend torch (Keras: --peers plain)")
+        raise ValueError(f"peer {peer} is a torch loop: use it with the torch engine (Keras: peer plain)")
     measure = {"plain": plain_torch if engine.name == "torch" else plain_keras, "horovod": bare_horovod,
                "ddp": ddp}[peer]
-    times = measure(engine, model, batch, num_classes=num_classes, warmup_steps=warmup_steps, steps=steps)
+    where = Placement.of(engine.device_info())  # the protocol's record, not a backend's attributes
+    times = measure(engine, model, batch, where=where, num_classes=num_classes, warmup_steps=warmup_steps,
+                    steps=steps)
     medians = engine.allgather_object(float(np.median(times)))
     n = len(batch[1])
     total = sum(n / m for m in medians)

@@ -14,12 +14,27 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.costmodel import (ALGORITHMS, INTERFERENCE, MIB, SIGMA_GPU, Fusion, Network, Workload, project,
-                                  step_time_spread)
+from benchmarks.costmodel import (
+    ALGORITHMS,
+    INTERFERENCE,
+    MIB,
+    SIGMA_GPU,
+    Fusion,
+    Network,
+    Workload,
+    project,
+    step_time_spread,
+)
 from benchmarks.layer_trace import LAYERS_FILE, load_trace
 from benchmarks.layers import ARCHITECTURES, architecture, readiness
-from benchmarks.networks import (DEFAULT_ALGORITHM, DEFAULT_BASE_WORLD_SIZE, DEFAULT_NETWORK, DEFAULT_WORLD_SIZES,
-                                 GB, named)
+from benchmarks.networks import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_BASE_WORLD_SIZE,
+    DEFAULT_NETWORK,
+    DEFAULT_WORLD_SIZES,
+    GB,
+    named,
+)
 from harness.runtime.records import RECORDS, SUMMARY, read_records
 
 DEFAULT_PER_WORKER_BATCH = 32

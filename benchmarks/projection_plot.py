@@ -90,7 +90,7 @@ def plot_projection(rows: list[dict], out: str | Path, *, title: str, note: str,
         half = (len(lines) + 1) // 2
         for col, chunk in enumerate((lines[:half], lines[half:])):
             fig.text(0.01 + 0.33 * col, 0.15, "\n".join(chunk), fontsize=6.5, va="top", family="monospace")
-        fig.text(0.67, 0.15, "Validation cases (other models and networks; README table).\nDiamond: published; "
+        fig.text(0.67, 0.15, "Validation cases (other models and networks; docs/benchmarks.md table).\nDiamond: published; "
                  "circle: this model's prediction.", fontsize=6.5, va="top")
     fig.text(0.01, 0.005, note, fontsize=6.5, wrap=True, va="bottom")
     fig.tight_layout(rect=(0, 0.17, 1, 0.95))

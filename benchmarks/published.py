@@ -20,8 +20,18 @@ import dataclasses
 
 import numpy as np
 
-from benchmarks.costmodel import (DDP, GBIT, HOROVOD_2018, INTERFERENCE, PER_LAYER, SIGMA_GPU,
-                                  Fusion, Network, Workload, project)
+from benchmarks.costmodel import (
+    DDP,
+    GBIT,
+    HOROVOD_2018,
+    INTERFERENCE,
+    PER_LAYER,
+    SIGMA_GPU,
+    Fusion,
+    Network,
+    Workload,
+    project,
+)
 from benchmarks.layers import architecture, readiness
 from benchmarks.networks import GB, NVLINK_EFFICIENCY, ROCE_EFFICIENCY, TCP_EFFICIENCY
 

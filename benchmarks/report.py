@@ -19,8 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.projection import Projection
-from benchmarks.report_comm import (busbw_table, measured_link, measured_model, plot_busbw, plot_report_projection,
-                                    predicted_vs_measured, projection_table, shared_host_contention)
+from benchmarks.report_comm import (
+    busbw_table,
+    measured_link,
+    measured_model,
+    plot_busbw,
+    plot_report_projection,
+    predicted_vs_measured,
+    projection_table,
+    shared_host_contention,
+)
 from benchmarks.report_comm import render as render_comm
 from harness.runtime.errors import ConfigError
 from harness.runtime.faults import describe_failures, read_failures
@@ -255,7 +263,8 @@ def write_report(run_dirs: list[str], out: str | Path, *, overwrite: bool = Fals
     out = Path(out)
     existing = [name for name in REPORT_FILES if (out / name).exists()]
     if existing and not overwrite:
-        raise ConfigError(f"{out} already has {', '.join(existing)}; pass --overwrite or choose a new directory")
+        raise ConfigError(f"{out} already has {', '.join(existing)}; pass overwrite or choose a new directory",
+                          fields=("overwrite",))
     out.mkdir(parents=True, exist_ok=True)
     text = "# Scaling report\n\nNo training or throughput runs of a fixed k given.\n"
     busbw = comparison = projection = model = None

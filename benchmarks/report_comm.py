@@ -196,6 +196,6 @@ def render(busbw, link, comparison, projection, target: Projection, model: dict 
                   f"{len(model['workload'].sizes_bytes)} tensors, readiness {model['readiness']}, "
                   f"{model['compute_s'] * 1e3:.2f} ms compute per step, n = {model['per_worker_batch']}, "
                   f"σ = {sigma:.3g}, {source}) on {target.describe()}. Same defaults and flags as `harness project` "
-                  "(`harness project --help`); the model is `benchmarks/costmodel.py`, validated in the README.", "",
+                  "(`harness project --help`); the model is `benchmarks/costmodel.py`, validated in docs/benchmarks.md.", "",
                   table.to_markdown(index=False, floatfmt=".4g"), "", "![projection](projection.png)", ""]
     return lines

@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.datasets import synthetic
 from harness.recipe import Recipe
+from harness.runtime.errors import ConfigError
 from harness.runtime.knobs import horovod_knobs
 from harness.runtime.records import environment, placement, throughput
 
@@ -113,14 +114,15 @@ def check_bench_data(data, per_worker_batch: int, *, input_shape=None, num_class
     """Refuse a user dataset the benchmark cannot time (call before any rank claims its output).
 
     Raises:
-        ValueError: fewer than ``per_worker_batch`` training images, or a synthetic shape or class
-            count given as well.
+        ConfigError: (a ``ValueError``) fewer than ``per_worker_batch`` training images, or a synthetic
+            shape or class count given as well.
     """
     if input_shape or num_classes:
-        raise ValueError("--input-shape and --num-classes describe synthetic data; --dataset sets both itself")
+        raise ConfigError("input_shape and num_classes describe synthetic data; dataset sets both itself",
+                          fields=("input_shape", "num_classes", "dataset"))
     if len(data.y_train) < per_worker_batch:
-        raise ValueError(f"--dataset has {len(data.y_train)} training images, fewer than --per-worker-batch "
-                         f"{per_worker_batch}")
+        raise ConfigError(f"dataset has {len(data.y_train)} training images, fewer than per_worker_batch "
+                          f"{per_worker_batch}", fields=("dataset", "per_worker_batch"))
 
 
 def _bench_data(model, per_worker_batch: int, *, data, input_shape, num_classes, seed: int):

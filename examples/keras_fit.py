@@ -12,12 +12,19 @@ import hashlib
 import json
 from pathlib import Path
 
+import horovod.tensorflow as hvd
 import keras
 import numpy as np
 
-import horovod.tensorflow as hvd
-from backends.keras import (BroadcastInitialVariables, DistributedOptimizer, MetricAverage, MomentumSGD, RecipeLR,
-                            rank0_only)
+from backends.keras import (
+    BroadcastInitialVariables,
+    DistributedOptimizer,
+    MetricAverage,
+    MomentumSGD,
+    RecipeLR,
+    pin_gpu,
+    rank0_only,
+)
 from harness import Recipe
 from harness.datasets import synthetic
 from harness.sharding import epoch_indices
@@ -28,6 +35,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for rank<R>.json")
     args = parser.parse_args()
     hvd.init()
+    pin_gpu()  # only GPU local_rank visible, with memory growth (before any tensor exists); no-op on a CPU host
     keras.utils.set_random_seed(hvd.rank())  # different weights on every rank: the broadcast makes them equal
 
     data = synthetic(train_size=2048, test_size=256, seed=0)  # or harness.datasets.load_fashion_mnist()

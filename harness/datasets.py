@@ -91,7 +91,7 @@ def find_fashion_mnist(directory: str | Path | None = None) -> Path:
             return base
     searched = ", ".join(str(c) for c in candidates)
     raise FileNotFoundError(f"Fashion-MNIST not found in {searched}; install the Debian package "
-                            "dataset-fashion-mnist (make setup does) or pass --data-dir")
+                            "dataset-fashion-mnist (make setup does) or give data_dir")
 
 
 def _normalise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +215,7 @@ def _npz_images(x: np.ndarray, where: str, layout: str) -> np.ndarray:
     channels, height, width = x.shape[1:]
     if channels >= min(height, width):
         raise ValueError(f"{where}: as {layout} this is {channels} channels of {height}x{width} images; "
-                         f"is the layout {'NHWC' if layout == 'NCHW' else 'NCHW'}? (--layout)")
+                         f"is it {'NHWC' if layout == 'NCHW' else 'NCHW'}? (layout)")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise ValueError(f"{where}: {int(np.size(x) - np.isfinite(x).sum())} pixel value(s) are NaN or Inf")
     return x

@@ -35,9 +35,27 @@ import numpy as np
 
 from harness._validate import check_hyper, check_lists, per_param_mask
 
-
 KERAS_EPSILON = 1e-7
 """``tf.keras.backend.epsilon()``: the ε the MLPerf reference's LARS uses when configured with 0."""
+
+
+def bias_and_norm(name: str, shape: tuple[int, ...]) -> bool:
+    """The default exclusion rule: biases and normalisation parameters (γ, β), i.e. ndim <= 1.
+
+    Excluded parameters are outside both masks of :func:`lars_step` (``adapt_mask``, ``decay_mask``):
+    no trust ratio, no weight decay. The backends' optimizers take it as their ``exclude`` rule
+    (``backends.torch.bias_and_norm`` and ``backends.keras.bias_and_norm`` are this function).
+
+    Args:
+        name: the parameter's name or path; unused by this rule.
+        shape: the parameter's shape.
+
+    Example::
+
+        >>> bias_and_norm("fc.bias", (10,)), bias_and_norm("fc.weight", (10, 64))
+        (True, False)
+    """
+    return len(shape) <= 1
 
 
 def reference_epsilon(eps: float = 0.0) -> float:

@@ -1,6 +1,6 @@
 """``harness cluster up|down|status|exec|link|kill``: an emulated cluster of N hosts on this machine.
 
-The work is :mod:`harness.runtime.cluster`'s; this module parses flags and prints.
+The work is :mod:`testbed`'s (the emulated cluster, outside the runtime); this module parses flags and prints.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from harness.runtime.errors import ConfigError
 
 
 def _cluster():
-    from harness.runtime import cluster
+    import testbed
 
-    return cluster
+    return testbed
 
 
 def _state(args: argparse.Namespace) -> dict:
@@ -42,13 +42,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Make (or keep) the cluster; print its hosts, files and the launch commands."""
     cluster = _cluster()
     spec = _guard(cluster.ClusterSpec, hosts=args.hosts, slots=args.slots, rate_gbit=args.rate, subnet=args.subnet,
-                  state_dir=str(args.state_dir), prefix=args.prefix)
+                  state_dir=str(args.state_dir), prefix=args.prefix, cpus_per_host=args.cpus_per_host)
     state = _guard(cluster.up, spec)
     p = cluster.paths(spec.state_dir)
     rate = f", links shaped to {spec.rate_gbit:g} Gbit/s (tc tbf)" if spec.rate_gbit else ""
     print(f"cluster up: {spec.hosts} hosts × {spec.slots} slots on {spec.subnet}{rate}; state in {spec.state_dir}")
     for host, addr in spec.addresses.items():
-        print(f"  {host}  {addr}  namespace {spec.namespace(host)}  holder pid {state['holders'][host]}")
+        cpus = state.get("cpus", {}).get(host)
+        print(f"  {host}  {addr}  namespace {spec.namespace(host)}  cpus {cluster.format_cpus(cpus) if cpus else 'all'}"
+              f"  holder pid {state['holders'][host]}")
     print(f"hostfiles: {p['hostfile']} (host slots=N), {p['hosts']} (host:N)")
     print(f"ssh options: horovodrun {p['horovodrun_args'].read_text().strip()} | "
           f"mpirun {p['mpirun_args'].read_text().strip()}")
@@ -75,8 +77,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(f"cluster in {report['state_dir']}: {report['status']}, switch {'up' if report['switch'] else 'missing'}")
         for h in report["hosts"]:
+            health = "healthy" if h["healthy"] else "NOT HEALTHY"
             print(f"  {h['host']}  {h['address']}  hostname={h['hostname']}  sshd={'up' if h['sshd'] else 'down'}  "
-                  f"qdisc={h['qdisc'] or '-'}  {'healthy' if h['healthy'] else 'NOT HEALTHY'}")
+                  f"cpus={h['cpus'] or 'all'}  qdisc={h['qdisc'] or '-'}  {health}")
     return 0 if report["status"] == "up" and all(h["healthy"] for h in report["hosts"]) else 1
 
 
@@ -114,7 +117,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``harness cluster``."""
-    from harness.runtime.cluster import DEFAULT_PREFIX, DEFAULT_STATE_DIR, DEFAULT_SUBNET
+    from testbed import DEFAULT_PREFIX, DEFAULT_STATE_DIR, DEFAULT_SUBNET
 
     cl = sub.add_parser("cluster", help="an emulated cluster of hosts on this machine (root; namespaces, sshd)")
     csub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
@@ -125,10 +128,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
         return p
 
-    upp = action("up", "make N hosts: namespaces, a switch, sshd per host, hostfiles, ssh options", cmd_up)
+    upp = action("up", "make N hosts: namespaces, a switch, a CPU set and sshd per host, hostfiles, ssh options",
+                 cmd_up)
     upp.add_argument("--hosts", type=int, required=True, metavar="N")
     upp.add_argument("--slots", type=int, default=1, metavar="S", help="slots per host in the hostfiles (default 1)")
     upp.add_argument("--rate", type=float, metavar="GBIT", help="shape each host's egress to GBIT Gbit/s (tc tbf)")
+    upp.add_argument("--cpus-per-host", type=int, metavar="N",
+                     help="CPUs in each host's CPU set, which everything on the host inherits (default: the "
+                          "machine's CPUs split evenly over the hosts, at least 1 each)")
     upp.add_argument("--subnet", default=DEFAULT_SUBNET, metavar="CIDR", help=f"default {DEFAULT_SUBNET}")
     upp.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"namespace prefix (default {DEFAULT_PREFIX})")
     downp = action("down", "remove every namespace, process and file the cluster made", cmd_down)

@@ -37,7 +37,7 @@ def batch_scaling(args: argparse.Namespace) -> int:
     text, _ = report.write_outputs(rows, grid, out, mode=mode, backend=args.backend, command=command.strip(),
                                    wall_s=time.perf_counter() - started)
     print(text)
-    print(f"table: {out / 'table.md'}; README fragment: {out / 'readme_table.md'}")
+    print(f"table: {out / 'table.md'}; docs/results.md fragment: {out / 'readme_table.md'}")
     return 0
 
 

@@ -3,6 +3,8 @@
 ``harness train --np 4 -H node1:2,node2:2 ...`` re-runs the same command under ``horovodrun`` (or
 ``mpirun``) with the launch options removed, the way a user would type the launcher by hand on a
 login node. Without ``--np`` the command runs as it is (alone, or as one rank of an outer launcher).
+The console shows rank 0's lines without launcher tags; every rank's output goes to
+``OUT/logs/rank.<r>.log`` (:func:`harness.runtime.launch.run_with_rank_logs`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ import argparse
 import shlex
 import subprocess
 import sys
-
 from pathlib import Path
 
 from harness.runtime.config import check_at_least
 from harness.runtime.errors import ConfigError
-from harness.runtime.launch import CONTROLLERS, LAUNCHERS, elastic_launch_command, launch_command, without_options
-from harness.runtime.records import prepare_out_dir
+from harness.runtime.launch import CONTROLLERS, LAUNCHERS, elastic_launch_command, launch_command, run_with_rank_logs
+from harness.runtime.records import LOGS, prepare_out_dir
 
 VALUED = ("--np", "-H", "--hosts", "--hostfile", "--launcher", "--controller", "--launcher-args", "--min-workers",
           "--max-workers", "--host-discovery-script")
@@ -33,8 +34,8 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--launcher", choices=LAUNCHERS, default="horovodrun", help="default: horovodrun")
     g.add_argument("--controller", choices=CONTROLLERS, help="horovodrun's controller (default: its choice)")
     g.add_argument("--launcher-args", metavar="'FLAGS'",
-                   help="extra launcher flags as one argument, written --launcher-args='...': timeline, autotune, ssh options, "
-                        "e.g. '--timeline-filename t.json' or \"-mca plm_rsh_args '-i KEY'\"")
+                   help="extra launcher flags as one argument, written --launcher-args='...': timeline, autotune, "
+                        "ssh options, e.g. '--timeline-filename t.json' or \"-mca plm_rsh_args '-i KEY'\"")
     g.add_argument("--collective-timeout-s", type=int, metavar="S",
                    help="seconds a Gloo collective waits for a peer before the job fails "
                         "(HOROVOD_GLOO_TIMEOUT_SECONDS; Horovod's default 30)")
@@ -49,14 +50,17 @@ def relaunch(args: argparse.Namespace, argv: list[str]) -> int | None:
     check_at_least("np", args.np, 1)
     if args.np is None:
         return None
-    worker = [sys.executable, "-m", "harness_cli", *without_options(argv, VALUED)]
-    if getattr(args, "elastic", False):
+    worker = args.worker(args)  # the subcommand's job file and ``python -m harness.runtime.worker`` command
+    elastic = getattr(args, "elastic", False)
+    if elastic:
         cmd = _elastic_command(args, worker)
     else:
         cmd = launch_command(worker, launcher=args.launcher, np=args.np, hosts=args.hosts, hostfile=args.hostfile,
-                             controller=args.controller, extra=shlex.split(args.launcher_args or ""))
+                             controller=args.controller, extra=shlex.split(args.launcher_args or ""), tag_output=True)
     print(f"harness: launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    return subprocess.run(cmd).returncode
+    if elastic or getattr(args, "out", None) is None:  # elastic ranks change; their output passes through
+        return subprocess.run(cmd).returncode
+    return run_with_rank_logs(cmd, Path(args.out) / LOGS, np=args.np, append=bool(getattr(args, "resume", False)))
 
 
 def _elastic_command(args: argparse.Namespace, worker: list[str]) -> list[str]:
@@ -87,4 +91,3 @@ def _elastic_command(args: argparse.Namespace, worker: list[str]) -> list[str]:
                                       extra=shlex.split(args.launcher_args or ""))
     except ValueError as exc:
         raise ConfigError(f"--elastic: {exc}") from None
-    return subprocess.run(cmd).returncode

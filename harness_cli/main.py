@@ -11,7 +11,8 @@ import importlib
 import os
 import sys
 
-from harness_cli.errors import RunFailure, UsageError
+from harness.runtime.worker import say_once
+from harness_cli.errors import RunFailure, UsageError, message
 
 # One module per subcommand, each with ``register(subparsers)``; heavy imports stay in the handlers,
 # so ``harness --help`` and ``harness hostfile check`` start fast.
@@ -36,38 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _launched_rank() -> int:
-    """This process's rank under horovodrun or mpirun (0 when run alone)."""
-    for name in ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
-
-
-def _say(line: str, *, everywhere: bool = False) -> None:
-    """Print an error once per job (rank 0), or on every rank for a host-local error."""
-    rank = _launched_rank()
-    if rank == 0 or everywhere:
-        print(line if rank == 0 else f"{line} (rank {rank})", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``harness`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "collective_timeout_s", None) is not None:  # launched workers inherit it
+            os.environ["HOROVOD_GLOO_TIMEOUT_SECONDS"] = str(args.collective_timeout_s)
         if getattr(args, "np", None) is not None:
             from harness_cli.launching import relaunch
 
             return relaunch(args, argv)
-        if getattr(args, "collective_timeout_s", None) is not None:
-            os.environ["HOROVOD_GLOO_TIMEOUT_SECONDS"] = str(args.collective_timeout_s)
         return int(args.func(args) or 0)
     except UsageError as exc:
-        _say(f"harness: error: {exc}", everywhere=exc.local)
+        say_once(f"harness: error: {message(exc)}", everywhere=exc.local)
         return EXIT_USAGE
     except RunFailure as exc:
-        _say(f"harness: error: {exc}")
+        say_once(f"harness: error: {message(exc)}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)

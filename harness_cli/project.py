@@ -149,7 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``harness project``."""
     pj = sub.add_parser("project", help="project step time and weak-scaling efficiency to more GPUs",
                         description="Predicted step time, weak-scaling efficiency and images/s per world size "
-                                    "(benchmarks/costmodel.py; validated in the README).")
+                                    "(benchmarks/costmodel.py; validated in docs/benchmarks.md).")
     m = pj.add_argument_group("the model (--from-run DIR, or --compute-s with --model and/or --model-bytes)")
     m.add_argument("--from-run", metavar="DIR", help="a throughput/train run: compute = its median step time, "
                    "bytes, σ from its step times, readiness from DIR/layers.json (default: none)")

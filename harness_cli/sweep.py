@@ -1,4 +1,8 @@
-"""``harness sweep``: one bench or train command at each world size under a launcher."""
+"""``harness sweep``: one bench or train command at each world size under a launcher.
+
+The command after ``--`` is parsed here, with ``harness``'s own parser, into a job
+(:mod:`harness.runtime.worker`); :func:`benchmarks.sweep.run_sweep` runs it at each world size.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,35 @@ import argparse
 import shlex
 from pathlib import Path
 
+from harness.runtime.errors import ConfigError
 from harness.runtime.launch import CONTROLLERS, LAUNCHERS
+
+COMMANDS = ("bench", "train")
+
+
+def check_command(command: list[str]) -> list[str]:
+    """The subcommand to sweep, without a leading ``--``.
+
+    Raises:
+        ConfigError: no bench/train command, or an ``--out`` inside it.
+    """
+    command = command[1:] if command[:1] == ["--"] else list(command)
+    if not command or command[0] not in COMMANDS:
+        raise ConfigError("sweep needs a command after --: 'bench throughput ...', 'bench allreduce ...' or 'train ...'")
+    if "--out" in command:
+        raise ConfigError("give --out to sweep, not to the command: each world size writes DIR/k<k>")
+    return command
+
+
+def job_builder(command: list[str], overwrite: bool):
+    """``out -> job``: the job ``harness COMMAND --out out`` would run, for :func:`benchmarks.sweep.run_sweep`."""
+    from harness_cli.bench import JOBS
+    from harness_cli.main import build_parser
+    from harness_cli.train import train_job
+
+    args = build_parser().parse_args([*check_command(command), "--out", "."])
+    build = train_job if args.command == "train" else JOBS[args.bench_command]
+    return lambda out: build(argparse.Namespace(**{**vars(args), "out": str(out), "overwrite": overwrite}))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     sizes = parse_world_sizes(args.world_sizes)
     out = Path(args.out)
-    dirs = run_sweep(args.command, sizes, out, launcher=args.launcher, hosts=args.hosts, hostfile=args.hostfile,
-                     controller=args.controller, launcher_args=shlex.split(args.launcher_args or ""),
-                     overwrite=args.overwrite)
+    dirs = run_sweep(job_builder(args.command, args.overwrite), sizes, out, launcher=args.launcher, hosts=args.hosts,
+                     hostfile=args.hostfile, controller=args.controller,
+                     launcher_args=shlex.split(args.launcher_args or ""), overwrite=args.overwrite)
     print(f"sweep done: {', '.join(map(str, dirs))}\nreport: harness report {out}/k* --out {out}/report")
     return 0
 

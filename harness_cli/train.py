@@ -1,21 +1,32 @@
-"""``harness train``: flags → :class:`~harness.runtime.config.RunConfig`, then the runtime trains.
+"""``harness train``: flags → a :class:`~harness.runtime.worker.TrainJob`, then the runtime trains.
 
-Runs alone (k = 1) or under ``horovodrun``/``mpirun``; k comes from Horovod.
+Runs alone (k = 1) or under ``horovodrun``/``mpirun``; k comes from Horovod. With ``--np`` the job is
+written to ``OUT/job.json`` and launched as ``python -m harness.runtime.worker OUT/job.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from backends import BACKENDS
-from harness_cli.launching import add_launch_arguments
 from harness.recipe import PRESETS
-from harness.runtime.config import DEVICES, PRECISIONS, DataConfig, RecipeSpec, RunConfig, check_at_least
+from harness.runtime.config import (
+    DEVICES,
+    NONFINITE_POLICIES,
+    PRECISIONS,
+    DataConfig,
+    RecipeSpec,
+    RunConfig,
+    check_at_least,
+)
 from harness.runtime.data import BUILTIN
 from harness.runtime.errors import ConfigError
 from harness.runtime.models import BUILTIN_MODELS
-from harness.runtime.records import SUMMARY
+from harness.runtime.records import JOB, prepare_out_dir
+from harness.runtime.worker import TrainJob, worker_command, write_job
+from harness_cli.launching import add_launch_arguments
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +64,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-epochs", type=int, default=0, metavar="N", help="... and every N epochs")
     p.add_argument("--resume", action="store_true",
                    help="continue from DIR/checkpoint.pkl with the same LR, step and shard order")
-    p.add_argument("--nonfinite", choices=("stop", "skip"), default="stop",
+    p.add_argument("--nonfinite", choices=NONFINITE_POLICIES, default="stop",
                    help="a NaN/Inf averaged gradient: stop with an error (default) or skip the step and count it")
 
 
@@ -115,19 +126,35 @@ def run_config(args: argparse.Namespace) -> RunConfig:
                      commit_steps=args.commit_steps)
 
 
+def train_job(args: argparse.Namespace) -> TrainJob:
+    """The parsed flags as a :class:`TrainJob` (every field checked)."""
+    return TrainJob(config=run_config(args), recipe=recipe_spec(args))
+
+
+def worker(args: argparse.Namespace) -> list[str]:
+    """``train --np``: check the flags and the run directory here, write ``OUT/job.json``, and return the
+    worker command that runs it on every rank.
+
+    Raises:
+        ConfigError: a bad flag, or a run directory with files (without ``--overwrite``/``--resume``).
+    """
+    job = train_job(args)
+    if not job.config.resume:
+        problem = prepare_out_dir(job.config.out, job.config.overwrite)
+        if problem:
+            raise ConfigError(problem, fields=("out", "overwrite"))
+    return worker_command(write_job(job, job.config.out / JOB))
+
+
 def run(args: argparse.Namespace) -> int:
     """``harness train``: returns the exit code; user mistakes raise :class:`ConfigError`."""
-    from backends import make_engine
-    from harness.runtime.train import run_training
-
-    config, spec = run_config(args), recipe_spec(args)
-    engine, summary = run_training(config, spec, make_engine)
-    if engine.rank == 0 and config.elastic:
-        print(f"test accuracy {summary['test_accuracy']:.4f} | world sizes {summary['world_sizes']} | "
-              f"{config.out / SUMMARY}")
-    elif engine.rank == 0:
-        print(f"test accuracy {summary['test_accuracy']:.4f} | {summary['images_per_second']:.0f} images/s "
-              f"on {summary['world_size']} workers | {config.out / SUMMARY}")
+    job = train_job(args)
+    if job.config.elastic and os.environ.get("HOROVOD_ELASTIC") != "1":
+        raise ConfigError("--elastic runs under horovodrun's elastic mode: add --np K --min-workers A "
+                          "--max-workers B --host-discovery-script FILE, and harness launches it")
+    text = job.run()
+    if text:
+        print(text)
     return 0
 
 
@@ -137,7 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_arguments(train)
     add_launch_arguments(train)
     add_elastic_arguments(train)
-    train.set_defaults(func=run)
+    train.set_defaults(func=run, worker=worker)
 
 
 def add_elastic_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,27 +8,38 @@
 #
 # Idempotent: on a set-up machine every step is a check that takes seconds.
 # GPU users: HARNESS_LOCK=cuda selects requirements/lock-cuda.txt (CUDA builds of the same torch and
-# TensorFlow versions); HOROVOD_GPU_OPERATIONS, HOROVOD_NCCL_HOME, HOROVOD_CUDA_HOME, ... pass through to
-# the Horovod build untouched and are part of the cache key. With HOROVOD_GPU_OPERATIONS=NCCL (or
-# HARNESS_LOCK=cuda) `horovodrun --check-build` must show [X] NCCL, or set-up fails.
-# SETUP_PRINT=1 prints the lock file and cache key that would be used, and changes nothing.
+# TensorFlow versions, with their nvidia-* wheels pinned) and implies HOROVOD_GPU_OPERATIONS=NCCL unless
+# that is set (set it empty for a GPU build without NCCL). Before anything is installed or built, set-up
+# refuses in one line a venv whose torch is the CPU build (pip would keep it: PEP 440 ignores +cpu), a
+# CPU torch that pip installed from the CUDA lock, and a missing nvcc or NCCL; NCCL comes from
+# HOROVOD_NCCL_HOME/_INCLUDE/_LIB or else the nvidia-nccl-cu* wheel that CUDA torch installs
+# (scripts/horovod_build.sh). HOROVOD_* and CUDA_HOME variables, given or derived, are part of the
+# cache key. With HOROVOD_GPU_OPERATIONS=NCCL `horovodrun --check-build` must show [X] NCCL.
+# SETUP_PRINT=1 prints the lock file, Debian packages, GPU operations, torch build, nvcc and NCCL that
+# would be used, and changes nothing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
-HOROVOD_VERSION=0.28.1
 case "${HARNESS_LOCK:-cpu}" in
   cpu) LOCK=$ROOT/requirements/lock.txt ;;
   cuda) LOCK=$ROOT/requirements/lock-cuda.txt ;;
   *) printf '[setup] error: HARNESS_LOCK must be cpu or cuda, got %s\n' "$HARNESS_LOCK" >&2; exit 2 ;;
 esac
+if [ "${HARNESS_LOCK:-cpu}" = cuda ] && [ -z "${HOROVOD_GPU_OPERATIONS+set}" ]; then
+  export HOROVOD_GPU_OPERATIONS=NCCL
+fi
+# The Horovod sdist is kept here (gitignored) for scripts/device_check.sh to carry to a GPU machine.
+SDIST_DIR=$ROOT/.device
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/large-minibatch-harness
 # openssh-server: sshd for the emulated cluster's hosts (harness cluster up).
 DEBIAN_PACKAGES=(libopenmpi-dev openmpi-bin dataset-fashion-mnist g++ make openssh-server)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/horovod_build.sh
+source "$ROOT/scripts/horovod_build.sh"
 
 install_debian_packages() {
   local missing=() pkg
@@ -54,7 +65,7 @@ create_venv() {
   local stamp="$VENV/.lock.sha256" want
   want=$(cat "$LOCK" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
-  say "installing pinned packages from requirements/lock.txt (first run: a few minutes)"
+  say "installing pinned packages from ${LOCK#"$ROOT"/} (first run: a few minutes)"
   "$VENV/bin/pip" install -q -r "$LOCK"
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
   echo "$want" > "$stamp"
@@ -81,25 +92,15 @@ EOF
   echo "horovod${HOROVOD_VERSION}-${versions//+/_}-env${build_env}"
 }
 
-# The two fixes Horovod 0.28.1 needs against torch >= 2.1 and TF 2.21, applied to the unpacked sdist.
-patch_horovod_sources() {
-  local src=$1
-  sed -i 's/set(CMAKE_CXX_STANDARD 14)/set(CMAKE_CXX_STANDARD 17)/' \
-    "$src/CMakeLists.txt" "$src/horovod/torch/CMakeLists.txt"
-  grep -q 'set(CMAKE_CXX_STANDARD 17)' "$src/horovod/torch/CMakeLists.txt" ||
-    die "C++17 fix did not apply to horovod/torch/CMakeLists.txt"
-  ! grep -q 'CMAKE_CXX_STANDARD 14' "$src/CMakeLists.txt" || die "C++17 fix did not apply to CMakeLists.txt"
-  # xla_mpi_ops.cc needs XLA headers that include highwayhash, which TensorFlow wheels do not ship.
-  sed -i '/xla_mpi_ops\.cc/d' "$src/horovod/tensorflow/CMakeLists.txt"
-}
-
 build_horovod_wheel() {
   local out=$1 work
   work=$(mktemp -d)
   say "building Horovod $HOROVOD_VERSION from its sdist (about 5 minutes, once per cache key)"
-  "$VENV/bin/pip" download -q --no-deps --no-binary :all: "horovod==$HOROVOD_VERSION" -d "$work" 2>/dev/null ||
-    die "could not download the horovod==$HOROVOD_VERSION sdist from PyPI"
-  tar -xzf "$work"/horovod-"$HOROVOD_VERSION".tar.gz -C "$work"
+  if [ ! -f "$SDIST_DIR/horovod-$HOROVOD_VERSION.tar.gz" ]; then
+    "$VENV/bin/pip" download -q --no-deps --no-binary :all: "horovod==$HOROVOD_VERSION" -d "$SDIST_DIR" 2>/dev/null ||
+      die "could not download the horovod==$HOROVOD_VERSION sdist from PyPI"
+  fi
+  tar -xzf "$SDIST_DIR/horovod-$HOROVOD_VERSION.tar.gz" -C "$work"
   patch_horovod_sources "$work/horovod-$HOROVOD_VERSION"
   (
     cd "$work/horovod-$HOROVOD_VERSION"
@@ -151,7 +152,7 @@ check_horovod_build() {
   fi
   out=$(TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/horovodrun" --check-build 2>&1) || die "horovodrun --check-build failed: $out"
   local wanted=(TensorFlow PyTorch MPI Gloo)
-  if [ "${HOROVOD_GPU_OPERATIONS:-}" = NCCL ] || [ "${HARNESS_LOCK:-cpu}" = cuda ]; then wanted+=(NCCL); fi
+  if [ "${HOROVOD_GPU_OPERATIONS:-}" = NCCL ]; then wanted+=(NCCL); fi
   for fw in "${wanted[@]}"; do
     grep -qE "\[X\] $fw\b" <<<"$out" || missing+=("$fw")
   done
@@ -166,12 +167,64 @@ check_horovod_build() {
   say "Horovod $HOROVOD_VERSION ready: ${wanted[*]}"
 }
 
-if [ "${SETUP_PRINT:-0}" = 1 ]; then
+# Before anything is installed: the venv's torch must be the build the lock asks for, and a NCCL build
+# needs nvcc. pip cannot tell torch builds apart (PEP 440 ignores the +cpu label), so this reads the file.
+check_torch_before_install() {
+  local site build
+  site=$(venv_site_packages "$VENV")
+  build=$([ -z "$site" ] || torch_build "$site")
+  if [ "${HARNESS_LOCK:-cpu}" = cuda ] && [ "$build" = cpu ]; then
+    die "$VENV has the CPU build of torch, which pip would keep for lock-cuda.txt (PEP 440 ignores +cpu): use a fresh venv (VENV=.venv-cuda HARNESS_LOCK=cuda make setup) or first run $VENV/bin/pip uninstall -y torch"
+  fi
+  if [ "${HARNESS_LOCK:-cpu}" = cpu ] && [ -n "$build" ] && [ "$build" != cpu ]; then
+    say "warning: $VENV has a CUDA $build build of torch; the CPU lock keeps it (same version), and Horovod is built without NCCL unless HOROVOD_GPU_OPERATIONS=NCCL (or use HARNESS_LOCK=cuda)"
+  fi
+  if [ "${HOROVOD_GPU_OPERATIONS:-}" = NCCL ]; then require_nvcc; fi
+}
+
+# After installing: the CUDA lock must have brought the CUDA torch (a find-links or index in the pip
+# config can serve torch==2.13.0+cpu, which satisfies ==2.13.0), and a NCCL build its nvcc and NCCL.
+check_torch_after_install() {
+  local site build
+  site=$(venv_site_packages "$VENV")
+  build=$(torch_build "$site")
+  if [ "${HARNESS_LOCK:-cpu}" = cuda ] && [ "$build" = cpu ]; then
+    die "pip installed the CPU build of torch from lock-cuda.txt (a find-links or index in your pip config serves torch 2.13.0+cpu; see pip config list): remove it there, run $VENV/bin/pip uninstall -y torch, and rerun"
+  fi
+  if [ "${HOROVOD_GPU_OPERATIONS:-}" = NCCL ]; then
+    prepare_nccl_build "$site" "$build"
+    say "NCCL build: nvcc $NVCC (CUDA $NVCC_RELEASE), NCCL from the $NCCL_SOURCE: $NCCL_INCLUDE_DIR, $NCCL_LIB_DIR"
+  fi
+}
+
+# What set-up would use, without changing anything (SETUP_PRINT=1).
+print_plan() {
+  local site build nvcc found inc lib source
   echo "lock=$LOCK"
   echo "debian=${DEBIAN_PACKAGES[*]}"
+  echo "gpu_operations=${HOROVOD_GPU_OPERATIONS:-none}"
+  site=$(venv_site_packages "$VENV")
+  build=$([ -z "$site" ] || torch_build "$site")
+  echo "torch=${build:-none}"
+  [ "${HOROVOD_GPU_OPERATIONS:-}" = NCCL ] || return 0
+  if nvcc=$(find_nvcc); then echo "nvcc=$nvcc (CUDA $(nvcc_release "$nvcc"))"; else echo "nvcc=not found"; fi
+  if found=$(locate_nccl "$site" "${nvcc:+$(cd "$(dirname "$nvcc")/.." && pwd)}"); then
+    read -r inc lib source <<<"$found"
+    echo "nccl_include=$inc"
+    echo "nccl_lib=$lib"
+    echo "nccl_from=$source"
+  else
+    echo "nccl=not found: $found"
+  fi
+}
+
+if [ "${SETUP_PRINT:-0}" = 1 ]; then
+  print_plan
   exit 0
 fi
+check_torch_before_install
 install_debian_packages
 create_venv
+check_torch_after_install
 install_horovod
 check_horovod_build

@@ -11,11 +11,11 @@ out), so ``apply`` refuses to be traced under XLA: compile with ``jit_compile=Fa
 
 from __future__ import annotations
 
+import horovod.tensorflow as hvd
 import keras
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # is the graph being traced compiled by XLA?
 
-import horovod.tensorflow as hvd
 from backends.keras.optim import LARS, MomentumSGD
 
 COMPRESSIONS = ("none", "fp16")

@@ -14,16 +14,16 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import horovod.tensorflow as hvd  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import horovod.tensorflow as hvd  # noqa: E402
 from backends.base import HorovodEngine, PreparedBatch  # noqa: E402
-from backends.keras.device import pin_local_gpu, policy_name  # noqa: E402
+from backends.keras.device import check_policy_device, pin_local_gpu, policy_name  # noqa: E402
 from backends.keras.distributed import DistributedOptimizer, broadcast_initial_state  # noqa: E402
-from backends.keras.optim import LARS, MomentumSGD  # noqa: E402
 from backends.keras.models import build_model  # noqa: E402
+from backends.keras.optim import LARS, MomentumSGD  # noqa: E402
 from backends.keras.schedule import RecipeLR  # noqa: E402
 from harness.recipe import Recipe  # noqa: E402
 from harness.runtime.models import UserModel  # noqa: E402
@@ -56,7 +56,7 @@ class KerasEngine(HorovodEngine):
             dynamic loss scaling applied after the allreduce, so every rank skips the same steps).
 
     Raises:
-        ConfigError: no GPU for this local rank, or an unknown precision.
+        ConfigError: no GPU for this local rank, an unknown precision, or bf16 on a GPU that only emulates it.
     """
 
     name = "keras"
@@ -67,11 +67,12 @@ class KerasEngine(HorovodEngine):
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        super().__init__(hvd, threads=threads or os.cpu_count(), nonfinite=nonfinite)
+        super().__init__(hvd, threads=threads or len(os.sched_getaffinity(0)), nonfinite=nonfinite)
         self._device = pin_local_gpu(tf, self.local_rank, device)  # before any tensor exists
         self.precision, self._policy = precision, policy_name(precision)
+        check_policy_device(precision, self._device)
         self.loss_scale = 2.0 ** 15 if precision == "fp16" else 1.0
-        self.loss_scale_skips, self._finite_run = 0, 0
+        self._finite_run = 0
         self.model = self.optimizer = None
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -145,16 +146,18 @@ class KerasEngine(HorovodEngine):
         if not bool(applied):
             self._skip()
         elif self.precision == "fp16":
+            self.loss_scale_finite()
             self._finite_run += 1
             if self._finite_run == self.LOSS_SCALE_PERIOD:
                 self.loss_scale, self._finite_run = self.loss_scale * 2, 0
         return total_loss / len(micro_batches)
 
     def _skip(self) -> None:
-        """A non-finite averaged gradient: an fp16 overflow halves the loss scale, else the policy applies."""
+        """A non-finite averaged gradient: an fp16 overflow halves the loss scale (bounded:
+        :meth:`backends.base.HorovodEngine.loss_scale_overflow`), else the policy applies."""
         if self.precision == "fp16":
+            self.loss_scale_overflow(self.loss_scale)
             self.loss_scale, self._finite_run = max(self.loss_scale / 2, 1.0), 0
-            self.loss_scale_skips += 1
         else:
             self.nonfinite_step()
 

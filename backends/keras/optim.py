@@ -20,23 +20,16 @@ import math
 import keras
 from keras import ops
 
+import harness.lars
+
 
 def _check(name: str, value, ok: bool) -> None:
     if not ok:
         raise ValueError(f"Invalid {name}: {value!r}")
 
 
-@keras.saving.register_keras_serializable(package="harness")
-def bias_and_norm(name: str, shape: tuple[int, ...]) -> bool:
-    """The default exclusion rule: biases and normalisation parameters (γ, β), i.e. ndim <= 1.
-
-    The same rule, with the same signature, as ``backends.torch.bias_and_norm``.
-
-    Args:
-        name: the variable's path (``variable.path``); unused by this rule.
-        shape: the variable's shape.
-    """
-    return len(shape) <= 1
+# The core's rule (harness.lars.bias_and_norm), registered so that optimizer configs naming it deserialize.
+bias_and_norm = keras.saving.register_keras_serializable(package="harness")(harness.lars.bias_and_norm)
 
 
 class _RecipeOptimizer(keras.optimizers.Optimizer):

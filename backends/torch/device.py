@@ -9,14 +9,13 @@ with ``non_blocking=True``. Mixed precision is :func:`torch.autocast` (bf16, or 
 from __future__ import annotations
 
 import contextlib
-import socket
 
 import torch
 
+from harness.runtime.config import PRECISIONS, check_choice
+from harness.runtime.devices import check_bf16_native, check_device, local_gpu_index
 from harness.runtime.errors import ConfigError
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -25,30 +24,64 @@ def resolve_device(requested: str, local_rank: int) -> torch.device:
 
     Args:
         requested: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-        local_rank: this rank's index on its host; it selects GPU ``cuda:local_rank``.
+        local_rank: this rank's index on its host; it selects GPU ``cuda:local_rank``, or ``cuda:0``
+            when exactly one GPU is visible (:func:`harness.runtime.devices.local_gpu_index`).
 
     Raises:
         ConfigError: (host-local) ``cuda`` without a CUDA device, or a local rank with no GPU of its
             own, naming the host, the local rank and the GPU count.
     """
-    if requested not in DEVICES:
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {requested!r}")
+    check_device(requested)
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if requested == "cpu" or (requested == "auto" and count == 0):
         return torch.device("cpu")
-    if local_rank >= count:
-        raise ConfigError(f"host {socket.gethostname()}: local rank {local_rank} has no GPU ({count} visible); "
-                          "launch at most one rank per GPU on each host", local=True)
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+    index = local_gpu_index(local_rank, count)
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def pin_gpu(device: str = "auto", *, local_rank: int | None = None) -> torch.device:
+    """One GPU per local rank for your own torch script, as Horovod's PyTorch guide does.
+
+    Call right after ``hvd.init()`` and before building anything: ``torch.cuda.set_device`` makes
+    ``cuda:local_rank`` current (``cuda:0`` when exactly one GPU is visible, as with
+    ``CUDA_VISIBLE_DEVICES`` set per rank). On a host without GPUs ``auto`` gives the CPU.
+
+    Args:
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (a GPU is required).
+        local_rank: this rank's index on its host; default ``horovod.torch.local_rank()``.
+
+    Returns:
+        The ``torch.device`` to put the model and batches on.
+
+    Raises:
+        ConfigError: an unknown device, or (host-local) no GPU for this local rank under ``cuda``.
+
+    Example::
+
+        hvd.init()
+        device = pin_gpu()
+        model = build().to(device)
+    """
+    if local_rank is None:
+        import horovod.torch as hvd
+
+        local_rank = hvd.local_rank()
+    return resolve_device(device, local_rank)
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """Raise :class:`ConfigError` for an unknown precision or fp16 on a CPU (use bf16 there)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    """Refuse a precision ``device`` cannot run well.
+
+    Raises:
+        ConfigError: an unknown precision, fp16 on a CPU (use bf16 there), or bf16 on a GPU that
+            only emulates it (compute capability < 8.0: :func:`harness.runtime.devices.check_bf16_native`).
+    """
+    check_choice("precision", precision, PRECISIONS)
     if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("--precision fp16 needs a CUDA device; on a CPU use bf16")
+        raise ConfigError("precision fp16 needs a CUDA device; on a CPU use bf16", fields=("precision",))
+    if precision == "bf16" and device.type == "cuda":
+        check_bf16_native(torch.cuda.get_device_capability(device), torch.cuda.get_device_name(device))
 
 
 def autocast(device: torch.device, precision: str):
@@ -68,11 +101,26 @@ def to_device(array, device: torch.device, *, channels_last: bool = False) -> to
     return tensor
 
 
+def to_cpu(obj):
+    """``obj`` with every tensor inside dicts, lists and tuples detached and moved to the CPU (a state
+    dict that any rank, CPU or GPU, can unpickle)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {key: to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(value) for value in obj)
+    return obj
+
+
 def device_info(device: torch.device) -> dict:
-    """What ran where, for records: type, name, GPUs per host and CUDA/cuDNN/NCCL versions (CUDA only)."""
+    """What ran where, for records: type, name, GPUs per host, compute capability, CUDA/cuDNN/NCCL
+    versions and whether cuDNN autotuning (``torch.backends.cudnn.benchmark``) was on (CUDA only)."""
     if device.type != "cuda":
         return {"type": "cpu", "name": "cpu", "count_per_node": 1}
     nccl = torch.cuda.nccl.version() if hasattr(torch.cuda, "nccl") else None
     return {"type": "cuda", "name": torch.cuda.get_device_name(device), "count_per_node": torch.cuda.device_count(),
-            "index": device.index, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "index": device.index, "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
             "nccl": ".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl}

@@ -13,18 +13,17 @@ Horovod's AMP guide gives: ``synchronize()``, ``unscale_``, ``step`` under ``ski
 
 from __future__ import annotations
 
+import horovod.torch as hvd
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import horovod.torch as hvd
 from backends.base import HorovodEngine, PreparedBatch
-from backends.torch.device import autocast, check_precision, device_info, resolve_device, to_device
+from backends.torch.device import autocast, check_precision, device_info, resolve_device, to_cpu, to_device
 from backends.torch.models import build_model
 from backends.torch.optim import LARS, DistributedOptimizer, MomentumSGD, broadcast_initial_state
 from backends.torch.params import param_groups, zero_gamma_init
 from backends.torch.schedule import RecipeLR
-from harness.errors import NonFiniteError
 from harness.recipe import Recipe
 from harness.runtime.models import UserModel
 
@@ -56,13 +55,11 @@ class TorchEngine(HorovodEngine):
         check_precision(precision, self.device)
         self.precision, self.channels_last = precision, channels_last
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
-        self.loss_scale_skips = 0
-        # On a GPU, ``stop`` keeps the verdict on the device and reads it at the loop's read-outs, so a
-        # step makes no host sync; ``skip`` and fp16 loss scaling must decide before the update.
-        self.defer_nonfinite = self.device.type == "cuda" and nonfinite == "stop" and self.scaler is None
+        if self.device.type == "cuda":
+            # Fixed-shape training: let cuDNN time its convolution algorithms once and keep the fastest
+            # (Horovod's and NVIDIA's ResNet benchmarks do the same); recorded in device_info().
+            torch.backends.cudnn.benchmark = True
         self._copy_stream = None  # CUDA: host→device copies of the next step's batch
-        self._first_nonfinite = None  # device tensor: the first step whose averaged gradient was not finite, or -1
-        self._steps = 0
         self.model = self.optimizer = self.scheduler = None
 
     def _tensor(self, values: np.ndarray) -> torch.Tensor:
@@ -163,6 +160,11 @@ class TorchEngine(HorovodEngine):
     def train_step(self, micro_batches) -> torch.Tensor:
         """One optimizer step over ``accumulation_steps`` micro-batches of n images each.
 
+        The averaged gradient's finiteness is read on the host before the update (one sync per step):
+        a non-finite step is never applied. With fp16 the ``GradScaler`` runs in Horovod's AMP order
+        (``synchronize()``, ``unscale_``, ``step`` under ``skip_synchronize()``) and an overflow skips
+        the step, bounded under ``stop`` (:meth:`backends.base.HorovodEngine.loss_scale_overflow`).
+
         The loss is the mean over n, divided by the number of micro-batches; Horovod averages
         over k: the gradient is normalised by kn (Goyal et al. §2.3). With ``recipe.label_smoothing``
         = ε the targets are (1 − ε)·one-hot + ε/C (:func:`harness.losses.cross_entropy`, the MLPerf
@@ -191,17 +193,17 @@ class TorchEngine(HorovodEngine):
         self.optimizer.synchronize()  # the averaged gradient: identical on every rank
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        self._steps += 1
-        if self.defer_nonfinite:
-            self._defer_verdict()
-        elif not self._gradients_finite():
+        if not self._gradients_finite():  # decided before the update: weights never see NaN or Inf
             self.optimizer.zero_grad()
             if self.scaler:  # an fp16 overflow: the scaler lowers its scale, the step is skipped
+                scale = float(self.scaler.get_scale())
                 self.scaler.update()
-                self.loss_scale_skips += 1
+                self.loss_scale_overflow(scale)
             else:
                 self.nonfinite_step()
             return total
+        if self.scaler:
+            self.loss_scale_finite()
         with self.optimizer.skip_synchronize():
             if self.scaler:
                 self.scaler.step(self.optimizer)
@@ -222,28 +224,12 @@ class TorchEngine(HorovodEngine):
         return torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
 
     def _gradients_finite(self) -> bool:
-        """:meth:`_finite` read on the host: one sync per step."""
-        return bool(self._finite())
+        """:meth:`_finite` read on the host: the step's one device→host sync, before the update.
 
-    def _defer_verdict(self) -> None:
-        """Remember, on the device, the first step whose gradient was not finite (no host read)."""
-        first = self._first_nonfinite
-        if first is None:
-            first = self._first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
-        step = torch.full((), self._steps - 1, dtype=torch.int64, device=self.device)
-        first.copy_(torch.where((first < 0) & ~self._finite(), step, first))
-
-    def check_pending(self) -> None:
-        """Read the deferred verdict (one host sync); under ``stop`` raise if a step was not finite.
-
-        Raises:
-            NonFiniteError: the averaged gradient of an engine step was not finite; that step and the
-                ones after it were applied (the verdict is read late), the last checkpoint was not.
+        Horovod's ``synchronize()`` already waits for the allreduce every step, so this read adds one
+        small copy; deciding later (at the next loss read-out) would let a NaN update through.
         """
-        if self._first_nonfinite is not None and int(self._first_nonfinite) >= 0:
-            bad, self._first_nonfinite = int(self._first_nonfinite), None
-            raise NonFiniteError(f"non-finite gradient at engine step {bad + 1} (read at the next loss read-out; "
-                                 "the steps since were applied, the last checkpoint was not)")
+        return bool(self._finite())
 
     @torch.no_grad()
     def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
@@ -273,7 +259,7 @@ class TorchEngine(HorovodEngine):
             state["scaler"] = self.scaler.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return _to_cpu(state)
+        return to_cpu(state)
 
     def set_state(self, state: dict) -> None:
         """Restore :meth:`get_state`'s dict (after :meth:`build`)."""
@@ -287,13 +273,3 @@ class TorchEngine(HorovodEngine):
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.nonfinite_skipped = int(state["nonfinite_skipped"])
 
-
-def _to_cpu(obj):
-    """``obj`` with every tensor inside dicts and lists moved to the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {key: _to_cpu(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(value) for value in obj)
-    return obj

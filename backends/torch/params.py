@@ -12,17 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from harness.lars import bias_and_norm  # the core's rule, re-exported as backends.torch.bias_and_norm
 
-def bias_and_norm(name: str, shape: tuple[int, ...]) -> bool:
-    """The default exclusion rule: biases and normalisation parameters (γ, β), i.e. ndim <= 1.
-
-    The same rule, with the same signature, as ``backends.keras.bias_and_norm``.
-
-    Args:
-        name: the parameter's name (``model.named_parameters()``); unused by this rule.
-        shape: the parameter's shape.
-    """
-    return len(shape) <= 1
+__all__ = ["bias_and_norm", "param_groups", "zero_gamma_init"]
 
 
 def param_groups(model: nn.Module, *, weight_decay: float,

@@ -1,12 +1,17 @@
 """Typed run configuration: what ``harness train`` (or a script) asks the runtime to do.
 
 The CLI turns flags into a :class:`RunConfig` and a :class:`RecipeSpec`; the runtime never sees an
-``argparse.Namespace``. Validation happens here, once, with one-line :class:`ConfigError` messages.
+``argparse.Namespace``. Validation happens here, once, with one-line :class:`ConfigError` messages that
+name the field (``threads must be >= 1, got 0``); the CLI writes the field as its flag.
+
+Every config is JSON data too (:func:`to_dict`, :func:`from_dict`): a launched worker reads its job
+from a file (:mod:`harness.runtime.worker`), and ``dataclasses.replace`` and a round trip keep it typed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 from harness.recipe import PRESETS, Recipe
@@ -38,9 +43,9 @@ class DataConfig:
 
     def __post_init__(self):
         if self.layout not in ("NCHW", "NHWC"):
-            raise ConfigError(f"--layout must be NCHW or NHWC, got {self.layout!r}")
+            raise ConfigError(f"data.layout must be NCHW or NHWC, got {self.layout!r}", fields=("data.layout",))
         for name in ("train_size", "test_size"):
-            check_at_least(name, getattr(self, name), 1)
+            check_at_least(f"data.{name}", getattr(self, name), 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +69,8 @@ class RecipeSpec:
             ConfigError: unknown preset, unreadable or malformed file, or a field the recipe rejects.
         """
         if self.file is None and self.preset not in PRESETS:
-            raise ConfigError(f"unknown preset {self.preset!r}; choose from {', '.join(sorted(PRESETS))}")
+            raise ConfigError(f"preset {self.preset!r} is unknown; choose from {', '.join(sorted(PRESETS))}",
+                              fields=("preset",))
         try:
             base = Recipe.load(self.file) if self.file else PRESETS[self.preset]()
         except OSError as exc:
@@ -107,7 +113,7 @@ class RunConfig:
             costs at most this many steps).
 
     Raises:
-        ConfigError: any field out of range, naming the flag and value.
+        ConfigError: any field out of range, naming the field and value.
     """
 
     out: Path
@@ -133,25 +139,21 @@ class RunConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "out", Path(self.out))
-        for name in ("max_steps", "threads"):
+        for name in ("max_steps", "threads", "commit_steps"):
             check_at_least(name, getattr(self, name), 1)
-        check_at_least("commit_steps", self.commit_steps, 1)
         if self.elastic:
-            for flag, bad in (("--max-steps", self.max_steps), ("--resume", self.resume),
-                              ("--checkpoint-epochs", self.checkpoint_epochs)):
-                if bad:
-                    raise ConfigError(f"{flag} does not go with --elastic (an elastic run trains whole epochs; "
-                                      "its in-memory commits survive lost workers)")
+            for name in ("max_steps", "resume", "checkpoint_epochs"):
+                if getattr(self, name):
+                    raise ConfigError(f"{name} does not go with elastic (an elastic run trains whole epochs; "
+                                      "its in-memory commits survive lost workers)", fields=(name, "elastic"))
             if self.backend != "torch":
-                raise ConfigError("--elastic is for --backend torch: Horovod's Keras elastic state "
-                                  "(horovod.tensorflow.elastic) needs tf.keras variables, not Keras 3's")
+                raise ConfigError("elastic is for backend torch: Horovod's Keras elastic state "
+                                  "(horovod.tensorflow.elastic) needs tf.keras variables, not Keras 3's",
+                                  fields=("elastic", "backend"))
         for name in ("timing_skip", "checkpoint_steps", "checkpoint_epochs"):
             check_at_least(name, getattr(self, name), 0)
-        if self.nonfinite not in NONFINITE_POLICIES:
-            raise ConfigError(f"--nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {self.nonfinite!r}")
-        for name, allowed in (("device", DEVICES), ("precision", PRECISIONS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name, allowed in (("nonfinite", NONFINITE_POLICIES), ("device", DEVICES), ("precision", PRECISIONS)):
+            check_choice(name, getattr(self, name), allowed)
 
     def stop_step(self, recipe: Recipe) -> int:
         """The step to stop at: ``max_steps`` or the recipe's total, whichever is first."""
@@ -159,6 +161,59 @@ class RunConfig:
 
 
 def check_at_least(name: str, value, minimum: int) -> None:
-    """Raise :class:`ConfigError` naming flag ``--name`` unless ``value`` is None or an integer >= ``minimum``."""
+    """Raise :class:`ConfigError` naming field ``name`` unless ``value`` is None or an integer >= ``minimum``.
+
+    Example::
+
+        >>> check_at_least("threads", 0, 1)
+        Traceback (most recent call last):
+        ...
+        harness.runtime.errors.ConfigError: threads must be >= 1, got 0
+    """
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-        raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}", fields=(name,))
+
+
+def check_choice(name: str, value, allowed) -> None:
+    """Raise :class:`ConfigError` naming field ``name`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}", fields=(name,))
+
+
+def to_dict(config) -> dict:
+    """A config dataclass as JSON data: nested configs as dicts, paths as strings, tuples as lists."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)
+
+
+def from_dict(cls, data: dict):
+    """The ``cls`` config that :func:`to_dict` wrote (nested configs rebuilt, every field validated).
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, has fields ``cls`` does not, or a value ``cls`` rejects.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; its fields are {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        nested = hints.get(name)
+        values[name] = from_dict(nested, value) if dataclasses.is_dataclass(nested) else value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{cls.__name__}: {exc}") from None

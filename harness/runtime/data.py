@@ -36,13 +36,15 @@ def load_data(config: DataConfig, *, model: str, seed: int) -> Dataset:
         try:
             data = load_fashion_mnist(config.data_dir)
         except (OSError, ValueError) as exc:
-            raise ConfigError(str(exc), local=True) from None
+            raise ConfigError(str(exc), local=True, fields=("data.data_dir",)) from None
     elif config.source.endswith(".npz"):
         try:
             data = load_npz(config.source, layout=config.layout)
         except ValueError as exc:
-            raise ConfigError(f"--dataset {exc}", local="cannot read" in str(exc)) from None
+            raise ConfigError(f"data.source {exc}", local="cannot read" in str(exc),
+                              fields=("data.source", "layout")) from None
     else:
-        raise ConfigError(f"--dataset must be {', '.join(BUILTIN)} or a path ending in .npz, got {config.source!r}")
+        raise ConfigError(f"data.source must be {', '.join(BUILTIN)} or a path ending in .npz, got {config.source!r}",
+                          fields=("data.source",))
     return dataclasses.replace(data, x_train=data.x_train[:config.train_size], y_train=data.y_train[:config.train_size],
                                x_test=data.x_test[:config.test_size], y_test=data.y_test[:config.test_size])

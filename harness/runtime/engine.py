@@ -26,6 +26,7 @@ class Engine(Protocol):
         local_rank: this worker's rank on its host (selects its GPU).
         threads: intra-op threads this rank computes with.
         nonfinite_skipped: steps skipped because the averaged gradient was not finite.
+        loss_scale_skips: fp16 steps skipped as loss-scale overflows (0 without fp16).
     """
 
     name: str
@@ -34,6 +35,7 @@ class Engine(Protocol):
     local_rank: int
     threads: int
     nonfinite_skipped: int
+    loss_scale_skips: int
 
     def build(self, recipe: Recipe, *, model: Any, input_shape: tuple[int, int, int], num_classes: int, seed: int,
               fp16_allreduce: bool = False, broadcast: bool = True) -> None:
@@ -52,17 +54,31 @@ class Engine(Protocol):
     def lr(self) -> float:
         """The LR the next step will use."""
 
-    def train_step(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    def prepare(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> Any:
+        """A step's micro-batches as :meth:`train_step` takes them. The loop calls it one step ahead,
+        so an engine can start host→device copies while the current step runs; it may return them
+        unchanged."""
+
+    def train_step(self, micro_batches: Any) -> Any:
         """One optimizer step over ``accumulation_steps`` micro-batches of (N, C, H, W) float32 images
-        and (N,) int64 labels; returns this rank's mean training loss.
+        and (N,) int64 labels (as given, or as :meth:`prepare` returned them).
+
+        Returns:
+            This rank's mean training loss: a float, or a 0-d device tensor that the loop reads with
+            ``float()`` only at its read-outs (a host sync).
 
         Raises:
             harness.errors.NonFiniteError: the averaged gradient was not finite under ``stop``.
         """
 
+    def synchronize(self) -> None:
+        """Wait until this rank's queued device work is done (the loop ends each step's timing here,
+        so a device that runs asynchronously reports step time, not launch time); a no-op on a CPU."""
+
     def check_pending(self) -> None:
-        """Raise what the engine checked on the device without a host read (the loop calls this at
-        each loss read-out and before each checkpoint).
+        """Raise what the engine checked without a host read (the loop calls this at each loss
+        read-out and before each checkpoint); the Horovod engines decide every step before the
+        update, so theirs has nothing to raise.
 
         Raises:
             harness.errors.NonFiniteError: a deferred non-finite gradient under ``stop``.
@@ -85,6 +101,11 @@ class Engine(Protocol):
 
     def horovod_settings(self) -> dict:
         """The Horovod controller and build facts in force, for records."""
+
+    def device_info(self) -> dict:
+        """This rank's device for records: ``type`` (``"cpu"``/``"cuda"``), ``name``, ``count_per_node``,
+        ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``), ``channels_last`` and, on a GPU, ``index`` and
+        the CUDA/cuDNN/NCCL versions."""
 
     def get_state(self) -> dict:
         """Model, optimizer buffers, LR step and RNG: a picklable dict."""

@@ -32,9 +32,10 @@ def apply_horovod_knobs(*, fusion_threshold_mb: float | None = None, cycle_time_
     """
     if fusion_threshold_mb is not None:
         if fusion_threshold_mb < 0:
-            raise ConfigError(f"--fusion-threshold-mb must be >= 0, got {fusion_threshold_mb}")
+            raise ConfigError(f"fusion_threshold_mb must be >= 0, got {fusion_threshold_mb}",
+                              fields=("fusion_threshold_mb",))
         os.environ["HOROVOD_FUSION_THRESHOLD"] = str(int(fusion_threshold_mb * 2**20))
     if cycle_time_ms is not None:
         if cycle_time_ms < 0:
-            raise ConfigError(f"--cycle-time-ms must be >= 0, got {cycle_time_ms}")
+            raise ConfigError(f"cycle_time_ms must be >= 0, got {cycle_time_ms}", fields=("cycle_time_ms",))
         os.environ["HOROVOD_CYCLE_TIME"] = str(cycle_time_ms)

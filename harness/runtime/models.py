@@ -29,15 +29,17 @@ class UserModel:
         """``builder(input_shape, num_classes)``, checked to return an instance of ``expected``.
 
         Raises:
-            ValueError: the builder raised (its error named) or returned something else.
+            ConfigError: (a ``ValueError``) the builder raised (its error named) or returned something else.
         """
         try:
             model = self.builder(input_shape, num_classes)
         except Exception as exc:  # the user's code may raise anything
-            raise ValueError(f"--model {self.spec}: the builder raised {type(exc).__name__}: {exc}") from None
+            raise ConfigError(f"model {self.spec}: the builder raised {type(exc).__name__}: {exc}",
+                              fields=("model",)) from None
         if not isinstance(model, expected):
             names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-            raise ValueError(f"--model {self.spec}: the builder returned {type(model).__name__}, not a {names}")
+            raise ConfigError(f"model {self.spec}: the builder returned {type(model).__name__}, not a {names}",
+                              fields=("model",))
         return model
 
 
@@ -56,16 +58,17 @@ def resolve_model(spec: str) -> str | UserModel:
         return spec
     module_name, colon, attr = spec.partition(":")
     if not colon or not module_name or not attr:
-        raise ConfigError(f"--model must be one of {', '.join(BUILTIN_MODELS)} or package.module:function, "
-                          f"got {spec!r}")
+        raise ConfigError(f"model must be one of {', '.join(BUILTIN_MODELS)} or package.module:function, "
+                          f"got {spec!r}", fields=("model",))
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module may raise anything at import
-        raise ConfigError(f"--model {spec}: cannot import {module_name}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"model {spec}: cannot import {module_name}: {type(exc).__name__}: {exc}",
+                          fields=("model",)) from None
     builder = getattr(module, attr, None)
     if not callable(builder):
-        raise ConfigError(f"--model {spec}: {module_name} has no callable {attr!r}")
+        raise ConfigError(f"model {spec}: {module_name} has no callable {attr!r}", fields=("model",))
     return UserModel(spec, builder)
 

@@ -26,6 +26,8 @@ import numpy as np
 
 RECORDS = "records.jsonl"
 SUMMARY = "summary.json"
+JOB = "job.json"  # the job a launched worker ran (harness.runtime.worker)
+LOGS = "logs"  # every rank's output, written by the launching process (harness.runtime.launch.run_with_rank_logs)
 
 
 class RecordWriter:
@@ -112,26 +114,45 @@ def throughput(step_records: list[dict], *, images_per_step: int, skip: int) -> 
 
 
 def environment() -> dict:
-    """Host, Python and library versions for a ``run`` record."""
+    """Host, Python and library versions for a ``run`` record.
+
+    ``versions`` names the TensorFlow distribution that is installed (``tensorflow-cpu``, or ``tensorflow``
+    for the GPU build) and records the torch build as ``torch.version.cuda``: the CUDA version torch was
+    built for, ``None`` for the CPU build. It is read from the imported module when torch is imported,
+    else from the installed ``torch/version.py``, so that recording never imports torch.
+    """
     import importlib.metadata as md
+    import re
+    import sys
 
     versions = {}
-    for name in ("numpy", "torch", "tensorflow-cpu", "keras", "horovod"):
+    for name in ("numpy", "torch", "tensorflow-cpu", "tensorflow", "keras", "horovod"):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             pass
+    if "torch" in versions:
+        torch = sys.modules.get("torch")
+        if torch is not None and hasattr(torch, "version"):
+            versions["torch.version.cuda"] = torch.version.cuda
+        else:
+            path = Path(md.distribution("torch").locate_file("torch/version.py"))
+            found = re.search(r"^cuda\b[^=\n]*=\s*['\"]([^'\"]+)", path.read_text(), re.M) if path.is_file() else None
+            versions["torch.version.cuda"] = found.group(1) if found else None
     return {"host": socket.gethostname(), "python": platform.python_version(), "versions": versions,
-            "cpu_count": os.cpu_count(),
+            "cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
             "horovod_env": {k: v for k, v in os.environ.items() if k.startswith("HOROVOD_")}}
 
 
 def prepare_out_dir(out: Path, overwrite: bool) -> str | None:
-    """Create the run directory; the problem as one line if it has files and no ``--overwrite``."""
+    """Create the run directory; the problem as one line (naming fields ``out`` and ``overwrite``) if it
+    has files other than its job file and its logs (:data:`JOB`, :data:`LOGS`, written by whoever launched
+    the run) and no ``overwrite``."""
     if out.exists() and not out.is_dir():
-        return f"--out {out} exists and is not a directory"
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        return f"--out {out} already has files; pass --overwrite or choose a new directory"
+        return f"out {out} exists and is not a directory"
+    if out.is_dir() and any(p.name not in (JOB, LOGS) for p in out.iterdir()) and not overwrite:
+        return f"out {out} already has files; pass overwrite or choose a new directory"
     out.mkdir(parents=True, exist_ok=True)
     for name in (RECORDS, SUMMARY):
         (out / name).unlink(missing_ok=True)

@@ -30,9 +30,23 @@ from harness.runtime.records import prepare_out_dir
 
 
 def default_threads() -> int:
-    """Intra-op threads per rank: this host's cores divided by the ranks launched on it."""
+    """Intra-op threads per rank: the cores this process may run on (its CPU affinity: an emulated host's
+    share, a Slurm allocation) divided by the ranks launched on this host."""
     local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
-    return max(1, (os.cpu_count() or 1) // local)
+    return max(1, usable_cpus() // local)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``), or ``os.cpu_count()`` where unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def as_config_error(exc: ValueError) -> ConfigError:
+    """``exc`` as a :class:`ConfigError` (itself when it is one: its fields kept)."""
+    return exc if isinstance(exc, ConfigError) else ConfigError(str(exc))
 
 
 def check_fault_variable() -> None:
@@ -51,11 +65,11 @@ def _read_checkpoint(out: Path) -> tuple[dict | None, dict | None, str | None]:
     """Rank 0's view of ``resume``: (meta, state, problem)."""
     path = out / CHECKPOINT
     if not path.exists():
-        return None, None, f"--resume: no {CHECKPOINT} in {out}"
+        return None, None, f"resume: no {CHECKPOINT} in {out}"
     try:
         meta, state = load_checkpoint(path)
     except (OSError, ValueError) as exc:
-        return None, None, f"--resume: {exc}"
+        return None, None, f"resume: {exc}"
     return meta, state, None
 
 
@@ -77,12 +91,12 @@ def claim_run_dir(engine: Engine, config: RunConfig, recipe: Recipe) -> tuple[di
                 problem = resume_problem(meta, recipe=recipe.to_dict(), backend=engine.name, model=config.model,
                                          world_size=engine.size, seed=config.seed)
                 if not problem and meta["step"] >= config.stop_step(recipe):
-                    problem = f"--resume: the checkpoint is already at step {meta['step']}, the end of this run"
+                    problem = f"resume: the checkpoint is already at step {meta['step']}, the end of this run"
         else:
             problem = prepare_out_dir(config.out, config.overwrite)
     problem, meta, state = engine.broadcast_object((problem, meta, state))  # rank 0's verdict, one broadcast
     if problem:
-        raise ConfigError(problem)
+        raise ConfigError(problem, fields=("resume",) if config.resume else ("out", "overwrite"))
     return meta, state
 
 
@@ -116,17 +130,15 @@ def run_training(config: RunConfig, spec: RecipeSpec, make_engine: Callable[...,
     """
     check_fault_variable()
     if config.elastic and os.environ.get("HOROVOD_ELASTIC") != "1":
-        raise ConfigError("--elastic runs under horovodrun's elastic mode: add --np K --min-workers A "
-                          "--max-workers B --host-discovery-script FILE, and harness launches it")
+        raise ConfigError("elastic runs under horovodrun's elastic mode (HOROVOD_ELASTIC=1): launch the worker "
+                          "with harness.runtime.launch.elastic_launch_command", fields=("elastic",))
     model = resolve_model(config.model)
     data = load_data(config.data, model=config.model, seed=config.seed)
     try:
         engine = make_engine(config.backend, threads=config.threads or default_threads(), nonfinite=config.nonfinite,
                              device=config.device, precision=config.precision, channels_last=config.channels_last)
-    except ConfigError:
-        raise
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise as_config_error(exc) from None
     recipe = spec.resolve(world_size=engine.size, dataset_size=len(data.y_train))
     if config.elastic:
         return engine, _run_elastic(engine, config, spec, recipe, model, data)
@@ -138,7 +150,7 @@ def run_training(config: RunConfig, spec: RecipeSpec, make_engine: Callable[...,
     except ValueError as exc:
         if created and engine.rank == 0 and config.out.is_dir() and not any(config.out.iterdir()):
             config.out.rmdir()  # a model that cannot be built leaves nothing behind
-        raise ConfigError(str(exc)) from None
+        raise as_config_error(exc) from None
     start = None
     if meta:
         engine.set_state(state)
@@ -147,7 +159,8 @@ def run_training(config: RunConfig, spec: RecipeSpec, make_engine: Callable[...,
     try:
         return engine, trainer.run()
     except NonFiniteError as exc:
-        raise RunFailure(f"{exc} (--nonfinite stop; --nonfinite skip skips such steps and counts them)") from None
+        raise RunFailure(f"{exc} (nonfinite stop; nonfinite skip skips such steps and counts them)",
+                         fields=("nonfinite",)) from None
     except Exception as exc:
         if is_peer_shutdown(exc):
             raise _peer_failure(engine, config.out, exc, getattr(trainer, "placement", {}).get("rank_hosts")) from None
@@ -160,10 +173,10 @@ def _run_elastic(engine: Engine, config: RunConfig, spec: RecipeSpec, recipe: Re
     from harness.runtime.elastic import ElasticTrainer
 
     if recipe.epochs != int(recipe.epochs):
-        raise ConfigError(f"--elastic trains whole epochs; got epochs={recipe.epochs}")
+        raise ConfigError(f"elastic trains whole epochs; got epochs={recipe.epochs}", fields=("elastic",))
     try:
         engine.build(recipe, model=model, input_shape=data.input_shape, num_classes=data.num_classes,
                      seed=config.seed, fp16_allreduce=config.fp16_allreduce, broadcast=False)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise as_config_error(exc) from None
     return ElasticTrainer(engine, spec, data, config).run()

@@ -14,7 +14,7 @@ import backends.torch as torch_api
 from tests.conftest import ROOT
 
 SHARED = {"LARS", "MomentumSGD", "RecipeLR", "bias_and_norm", "DistributedOptimizer", "broadcast_initial_state",
-          "metric_average", "rank0_only"}
+          "metric_average", "pin_gpu", "rank0_only"}
 ONLY = {"torch": {"param_groups", "zero_gamma_init"}, "keras": {"BroadcastInitialVariables", "MetricAverage"}}
 # Arguments that belong to one framework: torch's params/lr/foreach, Keras's learning_rate/exclude/name.
 FRAMEWORK_ARGS = {"params", "lr", "foreach", "learning_rate", "exclude", "name", "kwargs", "named_parameters",
@@ -65,21 +65,33 @@ def test_importing_backends_keras_is_cheap_and_its_names_load_on_use():
     assert proc.stdout.strip() == "module 'backends.keras' has no attribute 'Nothing'"
 
 
-def _readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def _section(page: str, title: str) -> str:
+    text = (ROOT / page).read_text(encoding="utf-8") + "\n## "
     start = text.index(f"\n## {title}\n")
     return text[start:text.index("\n## ", start + 1)]
 
 
-def test_readme_code_blocks_are_the_example_files():
-    blocks = re.findall(r"^```python\n(.*?)^```$", _readme_section("Use the recipe in your own training script"),
-                        flags=re.S | re.M)
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+def test_the_docs_code_blocks_are_the_example_files():
     files = [(ROOT / "examples" / name).read_text(encoding="utf-8") for name in ("torch_train.py", "keras_fit.py")]
-    assert blocks == files
+    assert _python_blocks(_section("docs/api.md", "Use the recipe in your own training script")) == files
+    assert _python_blocks(_section("README.md", "The recipe in your own script")) == files[:1]
 
 
-def test_readme_table_lists_each_backends_public_names():
-    rows = [line.split("|")[1:3] for line in _readme_section("Public API: the same names in both backends").splitlines()
-            if line.startswith("| `") or line.startswith("| —")]
+def test_the_api_table_lists_each_backends_public_names():
+    rows = [line.split("|")[1:3] for line in _section("docs/api.md", "Public API: the same names in both backends")
+            .splitlines() if line.startswith("| `") or line.startswith("| —")]
     names = [{name for cell in column for name in re.findall(r"`(\w+)`", cell)} for column in zip(*rows)]
     assert names == [set(torch_api.__all__), set(keras_api.__all__)]
+
+
+def test_every_docs_page_is_linked_from_the_readme_and_links_resolve():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert pages and all(f"(docs/{page})" in readme for page in pages)
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)\)", page.read_text(encoding="utf-8")):
+            assert (page.parent / target).exists() or (ROOT / target).exists(), f"{page.name}: {target}"

@@ -76,6 +76,27 @@ def test_foreach_and_single_tensor_paths_agree_exactly_in_float64():
         np.testing.assert_allclose(pa.detach().numpy(), pb.detach().numpy(), rtol=1e-14, atol=1e-15)
 
 
+def test_default_picks_single_tensor_on_cpu_as_torch_optim_does(monkeypatch):
+    import backends.torch.optim as optim
+
+    taken = []
+    for path in ("_lars_single_tensor", "_lars_foreach"):
+        real = getattr(optim, path)
+        monkeypatch.setattr(optim, path,
+                            lambda *a, _real=real, _path=path, **kw: taken.append(_path) or _real(*a, **kw))
+    params = _torch_params(_initial(np.float32))
+    opt = LARS(params, lr=0.1)
+    assert opt.defaults["foreach"] is None and all(group["foreach"] is None for group in opt.param_groups)
+    sgd = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    assert sgd.defaults["foreach"] is None  # torch's own default, which LARS follows
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert taken == ["_lars_single_tensor"]
+    _lars(params, True).step()
+    assert taken == ["_lars_single_tensor", "_lars_foreach", "_lars_foreach"]  # explicit True: two groups
+
+
 def test_state_dict_round_trip_continues_identically():
     rng = np.random.default_rng(5)
     grads = [_grads(rng, np.float64, s) for s in range(6)]

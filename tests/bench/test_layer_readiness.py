@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.layer_trace import load_trace, main as trace_main, trace_backward
+from benchmarks.layer_trace import load_trace, trace_backward
+from benchmarks.layer_trace import main as trace_main
 from benchmarks.layers import ARCHITECTURES, architecture, readiness
 
 # torchvision's parameter counts (Inception V3 without the auxiliary classifier: 27,161,264 − 3,326,696)

@@ -99,15 +99,19 @@ def leftovers(prefix: str, state_dir: Path, inodes: set[int], links_before: set[
 class Cluster:
     """A cluster made by ``harness cluster up`` for one test (or module); ``run`` runs a command on a host."""
 
-    def __init__(self, state_dir: Path, hosts: int = 2, rate: float | None = None, prefix: str = PREFIX):
+    def __init__(self, state_dir: Path, hosts: int = 2, rate: float | None = None, prefix: str = PREFIX,
+                 cpus_per_host: int | None = None):
         self.state_dir, self.hosts, self.rate, self.prefix = state_dir, hosts, rate, prefix
+        self.cpus_per_host = cpus_per_host
         self.links_before = root_links()
         self.inodes: set[int] = set()
 
     def up(self) -> subprocess.CompletedProcess:
         args = ["cluster", "up", "--hosts", str(self.hosts), "--prefix", self.prefix, "--subnet", SUBNET,
                 "--state-dir", str(self.state_dir)]
-        proc = harness(*args, *(["--rate", str(self.rate)] if self.rate else []), timeout=120)
+        args += ["--rate", str(self.rate)] if self.rate else []
+        args += ["--cpus-per-host", str(self.cpus_per_host)] if self.cpus_per_host else []
+        proc = harness(*args, timeout=120)
         self.inodes |= set(namespace_inodes(self.prefix).values())
         return proc
 

@@ -1,11 +1,12 @@
-"""What needs no root: naming lost hosts from the placement, the cluster spec's checks, tbf and ssh arguments."""
+"""What needs no root: naming lost hosts from the placement, the cluster spec's checks, tbf and ssh arguments,
+the hosts' CPU sets."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.runtime.cluster import ClusterSpec, launcher_ssh_args, tbf_args
 from harness.runtime.faults import describe_lost_peers
+from testbed import ClusterSpec, cpu_sets, format_cpus, launcher_ssh_args, parse_cpus, tbf_args
 
 
 def test_lost_peers_are_named_by_host_from_the_placement():
@@ -24,7 +25,8 @@ def test_spec_names_hosts_and_addresses_and_rejects_bad_values():
     for kwargs, message in (({"hosts": 0}, "--hosts must be an integer in 1..64"), ({"slots": 65}, "--slots"),
                             ({"rate_gbit": 0}, "--rate must be in (0, 100]"), ({"subnet": "10.0.0.300/24"}, "IPv4"),
                             ({"hosts": 7, "subnet": "10.0.0.0/29"}, "fewer than 7"), ({"prefix": "Bad"}, "prefix"),
-                            ({"state_dir": "/tmp/a b"}, "--state-dir must be a path without spaces")):
+                            ({"state_dir": "/tmp/a b"}, "--state-dir must be a path without spaces"),
+                            ({"cpus_per_host": 0}, "--cpus-per-host must be a positive integer, got 0")):
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
             ClusterSpec(**kwargs)
 
@@ -39,3 +41,23 @@ def test_launcher_ssh_arguments_point_into_the_state_directory():
     args = launcher_ssh_args(ClusterSpec(state_dir="/tmp/s", ssh_port=2222))
     assert args["horovodrun"] == ["--ssh-identity-file", "/tmp/s/ssh/id_ed25519", "--ssh-port", "2222"]
     assert args["mpirun"] == ["-mca", "plm_rsh_args", "-F /tmp/s/ssh/ssh_config -i /tmp/s/ssh/id_ed25519 -p 2222"]
+
+
+@pytest.mark.parametrize("hosts, per_host, available, expected", [
+    (2, None, [0, 1], [[0], [1]]),  # this machine: one core each
+    (3, None, [0, 1], [[0], [1], [0]]),  # more hosts than CPUs: at least 1 each, shared round the ring
+    (2, None, [0, 1, 2, 3, 4, 5, 6, 7], [[0, 1, 2, 3], [4, 5, 6, 7]]),
+    (3, None, [0, 1, 2, 3, 4, 5, 6, 7], [[0, 1], [2, 3], [4, 5]]),  # an even split leaves the rest idle
+    (2, 2, [0, 1], [[0, 1], [0, 1]]),  # every host on every CPU: the machine as it was before CPU sets
+    (3, 3, [2, 4, 6, 8], [[2, 4, 6], [2, 8, 4], [6, 8, 2]]),  # only the CPUs this process may use
+])
+def test_cpu_sets_split_the_available_cpus_evenly(hosts, per_host, available, expected):
+    names = [f"node{i}" for i in range(1, hosts + 1)]
+    assert cpu_sets(names, per_host, available) == dict(zip(names, map(sorted, expected)))
+
+
+def test_cpu_sets_reject_more_cpus_than_available_and_lists_round_trip():
+    with pytest.raises(ValueError, match=r"--cpus-per-host 3 is more than the 2 CPUs .* \(0-1\)"):
+        cpu_sets(["node1"], 3, [0, 1])
+    for cpus, text in (([0], "0"), ([0, 1, 2, 5], "0-2,5"), ([1, 3, 4, 5, 9, 10], "1,3-5,9-10")):
+        assert format_cpus(cpus) == text and parse_cpus(text) == cpus

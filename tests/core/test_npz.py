@@ -51,7 +51,7 @@ def test_grey_images_may_have_no_channel_axis(tmp_path):
     (lambda d: d.update(y_train=d["y_train"].astype(np.float32)), "labels must be a 1-D integer array"),
     (lambda d: d.update(y_test=-d["y_test"] - 1), "labels must be >= 0"),
     (lambda d: d.update(x_train=d["x_train"][:, 0, 0]), "images must be (N, H, W) or 4-D NCHW"),
-    (lambda d: d.update(x_train=np.moveaxis(d["x_train"], 1, 3)), "is the layout NHWC? (--layout)"),
+    (lambda d: d.update(x_train=np.moveaxis(d["x_train"], 1, 3)), "is it NHWC? (layout)"),
     (lambda d: d.update(x_train=d["x_train"].astype(str)), "images must be integers or floats"),
 ])
 def test_malformed_files_are_named_in_one_line(tmp_path, change, fragment):

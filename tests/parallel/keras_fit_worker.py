@@ -10,10 +10,10 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import horovod.tensorflow as hvd  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import horovod.tensorflow as hvd  # noqa: E402
 from backends.keras import BroadcastInitialVariables, DistributedOptimizer, MetricAverage, MomentumSGD, rank0_only  # noqa: E402
 from backends.keras.models import mlp  # noqa: E402
 from harness.datasets import synthetic  # noqa: E402

@@ -50,3 +50,17 @@ def test_bench_throughput_measures_its_peers_in_the_same_ranks(tmp_path, launche
                                                             / peer["images_per_second_per_worker"])
         assert f"harness / {name} = " in proc.output
     assert summary["device"]["type"] == "cpu"
+
+
+def test_peers_keep_the_engines_memory_format_with_channels_last(tmp_path, launched):
+    """Channels-last inputs, contiguous weights: Horovod's broadcast_parameters refuses other layouts, so the
+    bare Horovod peer crashed here when its weights were converted to channels-last."""
+    out = tmp_path / "cl"
+    argv = [sys.executable, "-m", "harness_cli", "bench", "throughput", "--model", "resnet-small", "--channels-last",
+            "--precision", "bf16", "--per-worker-batch", "8", "--steps", "3", "--batches-per-iter", "3",
+            "--warmup-steps", "1", "--peers", "plain,horovod", "--out", str(out)]
+    proc = launched(launch_command(argv, launcher="horovodrun", np=2, hosts="localhost:2", controller="gloo"))
+    assert proc.returncode == 0, proc.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["channels_last"] is True and list(summary["peers"]) == ["plain", "horovod"]
+    assert all(len(peer["step_time_s_per_rank"]) == 2 for peer in summary["peers"].values())

@@ -32,7 +32,8 @@ def test_sweep_throughput_and_allreduce_then_report(tmp_path):
         assert summary["horovod"]["fusion_threshold_bytes"] == 128 * 2**20 and summary["images_per_second"] > 0
         allreduce = json.loads((tmp_path / "ar" / f"k{k}" / "summary.json").read_text())
         assert {r["impl"] for r in allreduce["results"]} == {"horovod", "torch.distributed-gloo"}
-        assert allreduce["controller"] == "mpi"
+        assert allreduce["controller"] == "mpi" and allreduce["device"] == "cpu"  # no GPU: the tensors training uses
+        assert {r["device"] for r in allreduce["results"]} == {"cpu"}
     runs = [str(tmp_path / d / f"k{k}") for d in ("tp", "ar") for k in (1, 2)]
     report = harness("report", *runs, "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.output

@@ -1,4 +1,5 @@
-"""Imports point inward: core ← runtime ← backends, benchmarks ← CLI (../shared/STYLE.md).
+"""Imports point inward: core ← runtime ← backends, benchmarks ← CLI; the testbed (the emulated cluster)
+sits beside the runtime, above it, and only the CLI imports it.
 
 Every import statement in the project's packages is read with :mod:`ast`, including those inside
 functions (the lazy imports that once hid a cycle between ``benchmarks`` and ``harness_cli``).
@@ -13,14 +14,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Which of the project's layers each layer may import. Benchmarks measure engines, so they may
-# import backends; backends never import benchmarks; nothing below the CLI imports it.
+# import backends; backends never import benchmarks; nothing below the CLI imports it. The testbed is
+# root-only tooling, not the runtime: it may use the runtime, and only the CLI may use it.
 ALLOWED = {
     "core": {"core"},
     "runtime": {"core", "runtime"},
+    "testbed": {"core", "runtime", "testbed"},
     "backends": {"core", "runtime", "backends"},
     "benchmarks": {"core", "runtime", "backends", "benchmarks"},
-    "cli": {"core", "runtime", "backends", "benchmarks", "cli"},
+    "cli": {"core", "runtime", "testbed", "backends", "benchmarks", "cli"},
 }
+PACKAGES = ("harness", "testbed", "backends", "benchmarks", "harness_cli")
 
 
 def layer_of_module(name: str) -> str | None:
@@ -28,7 +32,8 @@ def layer_of_module(name: str) -> str | None:
     top = name.split(".")[0]
     if name == "harness.runtime" or name.startswith("harness.runtime."):
         return "runtime"
-    return {"harness": "core", "backends": "backends", "benchmarks": "benchmarks", "harness_cli": "cli"}.get(top)
+    return {"harness": "core", "testbed": "testbed", "backends": "backends", "benchmarks": "benchmarks",
+            "harness_cli": "cli"}.get(top)
 
 
 def layer_of_file(path: Path, root: Path) -> str:
@@ -67,12 +72,20 @@ def violations(paths: list[Path], root: Path = ROOT) -> list[str]:
 
 
 def project_files() -> list[Path]:
-    return [p for package in ("harness", "backends", "benchmarks", "harness_cli") for p in (ROOT / package).rglob("*.py")]
+    return [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")]
 
 
 def test_every_import_points_inward():
-    assert len(project_files()) > 30
+    assert len(project_files()) > 30 and any(p.parent.name == "testbed" for p in project_files())
     assert violations(project_files()) == []
+
+
+def test_the_emulated_cluster_is_outside_the_runtime():
+    """The testbed is a package of its own, and ``harness cluster`` is its only user among the packages."""
+    assert not (ROOT / "harness" / "runtime" / "cluster.py").exists()
+    users = {p.relative_to(ROOT).as_posix() for p in project_files() if p.parent.name != "testbed"
+             for _, name in imported_modules(p.read_text(encoding="utf-8"), "") if layer_of_module(name) == "testbed"}
+    assert users == {"harness_cli/cluster.py"}, users
 
 
 @pytest.mark.parametrize("where, planted, expected", [
@@ -82,6 +95,12 @@ def test_every_import_points_inward():
     ("benchmarks/planted.py", "import harness_cli.main\n", "benchmarks imports harness_cli.main (cli)"),
     ("backends/planted.py", "from benchmarks.costmodel import GBIT\n", "backends imports benchmarks.costmodel"),
     ("harness/runtime/planted.py", "from backends.torch.engine import TorchEngine\n", "runtime imports backends.torch"),
+    ("harness/runtime/planted.py", "from testbed import up\n", "runtime imports testbed (testbed)"),
+    ("harness/planted.py", "import testbed.cpus\n", "core imports testbed.cpus (testbed)"),
+    ("backends/planted.py", "def f():\n    from testbed.hosts import enter\n", "backends imports testbed.hosts"),
+    ("benchmarks/planted.py", "from testbed import cluster\n", "benchmarks imports testbed (testbed)"),
+    ("testbed/planted.py", "from harness_cli.errors import UsageError\n", "testbed imports harness_cli.errors (cli)"),
+    ("testbed/planted.py", "from backends import make_engine\n", "testbed imports backends (backends)"),
 ])
 def test_a_planted_upward_import_is_caught(tmp_path, where, planted, expected):
     path = tmp_path / where
@@ -95,8 +114,11 @@ def test_inward_imports_are_allowed(tmp_path):
     path = tmp_path / "harness_cli" / "planted_ok.py"
     path.parent.mkdir()
     path.write_text("from harness.runtime.records import SUMMARY\nfrom backends import make_engine\n"
-                    "from benchmarks.sweep import run_sweep\nimport numpy\n")
-    assert violations([path], root=tmp_path) == []
+                    "from benchmarks.sweep import run_sweep\nimport numpy\nimport testbed\n")
+    testbed = tmp_path / "testbed" / "planted_ok.py"
+    testbed.parent.mkdir()
+    testbed.write_text("from harness.runtime.errors import ConfigError\nfrom testbed.spec import ClusterSpec\n")
+    assert violations([path, testbed], root=tmp_path) == []
 
 
 def test_the_runtime_loads_no_framework():
