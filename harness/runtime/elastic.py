@@ -52,10 +52,10 @@ class ElasticTrainer(StepLoop):
         config: the run (``config.elastic`` is set; ``config.commit_steps`` steps between commits).
     """
 
+    opens_records = False  # opened by whichever rank is rank 0 after each (re)start
+
     def __init__(self, engine: ElasticEngine, spec: RecipeSpec, data, config: RunConfig):
         super().__init__(engine, data, config)
-        self.writer.close()
-        self.writer = RecordWriter(None)  # opened by whichever rank is rank 0 after each (re)start
         self.spec = spec
         self.pace = float(os.environ.get(PACE_VARIABLE) or 0)
 

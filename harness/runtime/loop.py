@@ -42,10 +42,12 @@ class StepLoop:
         config: the run's :class:`~harness.runtime.config.RunConfig` (``config.out`` is the run directory).
     """
 
+    opens_records = True  # rank 0 opens records.jsonl at the start (an elastic run: whoever is rank 0 later)
+
     def __init__(self, engine: Engine, data, config: RunConfig):
         self.engine, self.config, self.out = engine, config, config.out
         self.source: DataSource = as_source(data, seed=config.seed)
-        self.writer = RecordWriter(self.out / RECORDS if engine.rank == 0 else None)
+        self.writer = RecordWriter(self.out / RECORDS if engine.rank == 0 and self.opens_records else None)
         self.fault = parse_fault(os.environ.get("HARNESS_FAULT"))
         self.pending: list[StepRecord] = []  # this rank's steps since the last gather
         self.losses: list[float] = []  # this rank's losses of the current epoch already gathered
