@@ -27,6 +27,7 @@ from backends.keras.optim import LARS, MomentumSGD  # noqa: E402
 from backends.keras.schedule import RecipeLR  # noqa: E402
 from harness.recipe import Recipe  # noqa: E402
 from harness.runtime.models import UserModel  # noqa: E402
+from harness.runtime.records import usable_cpus  # noqa: E402
 
 
 def to_channels_last(x: np.ndarray) -> np.ndarray:
@@ -67,7 +68,7 @@ class KerasEngine(HorovodEngine):
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        super().__init__(hvd, threads=threads or len(os.sched_getaffinity(0)), nonfinite=nonfinite)
+        super().__init__(hvd, threads=threads or usable_cpus(), nonfinite=nonfinite)
         self._device = pin_local_gpu(tf, self.local_rank, device)  # before any tensor exists
         self.precision, self._policy = precision, policy_name(precision)
         check_policy_device(precision, self._device)

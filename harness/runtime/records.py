@@ -113,6 +113,15 @@ def throughput(step_records: list[dict], *, images_per_step: int, skip: int) -> 
     }
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``: an emulated host's share, a Slurm
+    allocation), or ``os.cpu_count()`` where the platform cannot say."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def environment() -> dict:
     """Host, Python and library versions for a ``run`` record.
 
@@ -140,8 +149,7 @@ def environment() -> dict:
             found = re.search(r"^cuda\b[^=\n]*=\s*['\"]([^'\"]+)", path.read_text(), re.M) if path.is_file() else None
             versions["torch.version.cuda"] = found.group(1) if found else None
     return {"host": socket.gethostname(), "python": platform.python_version(), "versions": versions,
-            "cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(),
+            "cpu_count": os.cpu_count(), "usable_cpus": usable_cpus(),
             "horovod_env": {k: v for k, v in os.environ.items() if k.startswith("HOROVOD_")}}
 
 

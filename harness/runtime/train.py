@@ -26,7 +26,7 @@ from harness.runtime.errors import ConfigError, RunFailure
 from harness.runtime.faults import describe_failures, describe_lost_peers, is_peer_shutdown, parse_fault, read_failures
 from harness.runtime.loop import Trainer
 from harness.runtime.models import resolve_model
-from harness.runtime.records import prepare_out_dir
+from harness.runtime.records import prepare_out_dir, usable_cpus
 
 
 def default_threads() -> int:
@@ -35,13 +35,6 @@ def default_threads() -> int:
     local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
     return max(1, usable_cpus() // local)
 
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (``os.sched_getaffinity``), or ``os.cpu_count()`` where unknown."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def as_config_error(exc: ValueError) -> ConfigError:
