@@ -114,3 +114,47 @@ def batches(indices: np.ndarray, per_worker_batch: int) -> np.ndarray:
     n = _check_int("per_worker_batch", per_worker_batch, 1)
     steps = len(indices) // n
     return np.asarray(indices[: steps * n], dtype=np.int64).reshape(steps, n)
+
+
+def shard_order(num_shards: int, *, epoch: int, seed: int) -> np.ndarray:
+    """The order of the archive shards in ``epoch``, shared by every rank: a permutation of ``range(num_shards)``."""
+    n = _check_int("num_shards", num_shards, 1)
+    rng = np.random.default_rng([_check_int("seed", seed, 0), _check_int("epoch", epoch, 0), 1])
+    return rng.permutation(n).astype(np.int64)
+
+
+def shard_level_indices(shard_of: np.ndarray, *, epoch: int, seed: int, consumed: int, rank: int,
+                        world_size: int) -> np.ndarray:
+    """This rank's samples of ``epoch`` when archive shards, not samples, are split over the k workers.
+
+    For sharded archives (WebDataset layout) a rank reads only its own shards: the shards are
+    permuted once per epoch (:func:`shard_order`) and rank r takes ``order[r::k]``; its samples are
+    shuffled among themselves, seeded by ``(seed, epoch, rank)``. Every rank gets the same count, the
+    smallest rank's (the rest of a larger rank's shards waits for a later epoch's split). Of that, the
+    first ``consumed // k`` were trained on already (a resumed run at the same k continues exactly).
+
+    Args:
+        shard_of: (N,) int, the shard each training sample is in (0 <= shard < S).
+        epoch, seed: as :func:`epoch_permutation`.
+        consumed: images of this epoch already trained on by all ranks together (a multiple of k·n).
+        rank, world_size: this rank and k (passed explicitly: Horovod sets no ``RANK``).
+
+    Returns:
+        int64 array of sample indices, shape (min_r(N_r) − consumed // k,) clipped at 0, where N_r is
+        the number of samples in rank r's shards; disjoint over ranks.
+
+    Raises:
+        ValueError: fewer shards than ranks, or an argument out of range.
+    """
+    k, rank = _check_rank(rank, world_size)
+    shard_of = np.asarray(shard_of, dtype=np.int64)
+    num_shards = int(shard_of.max()) + 1 if shard_of.size else 0
+    if num_shards < k:
+        raise ValueError(f"{num_shards} shard(s) for {k} ranks: every rank needs a shard of its own")
+    order = shard_order(num_shards, epoch=epoch, seed=seed)
+    counts = np.bincount(shard_of, minlength=num_shards)
+    per_rank = min(int(counts[order[r::k]].sum()) for r in range(k))
+    mine = np.flatnonzero(np.isin(shard_of, order[rank::k]))
+    mine = np.random.default_rng([seed, epoch, 2, rank]).permutation(mine)[:per_rank]
+    start = _check_int("consumed", consumed, 0) // k
+    return mine[min(start, per_rank):].astype(np.int64)

@@ -16,7 +16,7 @@ from harness_cli.errors import RunFailure, UsageError, message
 
 # One module per subcommand, each with ``register(subparsers)``; heavy imports stay in the handlers,
 # so ``harness --help`` and ``harness hostfile check`` start fast.
-SUBCOMMANDS = ("hostfile", "train", "report", "bench", "sweep", "project", "experiment", "cluster")
+SUBCOMMANDS = ("hostfile", "data", "train", "report", "bench", "sweep", "project", "experiment", "cluster")
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 

@@ -41,12 +41,27 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet-small", metavar="NAME|MODULE:FUNCTION",
                    help=f"{', '.join(BUILTIN_MODELS)}, or your builder package.module:function called as "
                         "f(input_shape, num_classes) (default: resnet-small)")
-    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME|FILE.npz",
-                   help=f"{', '.join(BUILTIN)}, or an .npz with x_train, y_train, x_test, y_test (default: fashion-mnist)")
+    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME|FILE.npz|DIR|'PATTERN.tar'",
+                   help=f"{', '.join(BUILTIN)}, an .npz with x_train, y_train, x_test, y_test, an image folder "
+                        "(DIR/train/<class>/<image>, DIR/val/...), or WebDataset tar shards ('DIR/train-{000000..000099}.tar'; "
+                        "the val shards are the same names with val) (default: fashion-mnist)")
     p.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="image layout of an .npz dataset")
     p.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
     p.add_argument("--train-size", type=int, help="use the first N training images (default: all)")
     p.add_argument("--test-size", type=int, help="evaluate on the first N test images (default: all)")
+    g = p.add_argument_group("images (an image folder or tar shards)")
+    g.add_argument("--image-size", type=int, default=224, metavar="S", help="side of the square crops (default 224)")
+    g.add_argument("--data-workers", type=int, metavar="N",
+                   help="decode processes per rank (default: the rank's share of the host's CPUs minus its "
+                        "threads, at least 1; 0: decode in the rank)")
+    g.add_argument("--bad-images", choices=("stop", "skip"), default="stop",
+                   help="an undecodable image: stop naming it (default), or skip it and count it")
+    g.add_argument("--min-crop-area", type=float, default=0.08, metavar="F",
+                   help="smallest random-resized-crop window, a fraction of the image's area (default 0.08; "
+                        "1 trains on whole images)")
+    g.add_argument("--eval-crop-fraction", type=float, default=0.875, metavar="F",
+                   help="evaluation centre crop's side over the short side (default 0.875 = 224/256)")
+    g.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips in training")
     p.add_argument("--per-worker-batch", type=int, help="n, images per worker per step (default: the recipe's)")
     p.add_argument("--epochs", type=float, help="training epochs (default: the recipe's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (records stay valid)")
@@ -116,7 +131,9 @@ def recipe_spec(args: argparse.Namespace) -> RecipeSpec:
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The parsed flags as a :class:`RunConfig` (validated there)."""
     data = DataConfig(source=args.dataset, data_dir=args.data_dir, layout=args.layout, train_size=args.train_size,
-                      test_size=args.test_size)
+                      test_size=args.test_size, image_size=args.image_size, data_workers=args.data_workers,
+                      bad_images=args.bad_images, min_crop_area=args.min_crop_area,
+                      eval_crop_fraction=args.eval_crop_fraction, flip=args.flip)
     return RunConfig(out=Path(args.out), backend=args.backend, model=args.model, data=data, seed=args.seed,
                      threads=args.threads, max_steps=args.max_steps, timing_skip=args.timing_skip,
                      checkpoint_steps=args.checkpoint_steps, checkpoint_epochs=args.checkpoint_epochs,

@@ -75,6 +75,7 @@ class KerasEngine(HorovodEngine):
         self.loss_scale = 2.0 ** 15 if precision == "fp16" else 1.0
         self._finite_run = 0
         self.model = self.optimizer = None
+        self._normalization = None  # (mean, std) tf constants for uint8 images
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def _tensor(self, values: np.ndarray) -> tf.Tensor:
@@ -85,13 +86,18 @@ class KerasEngine(HorovodEngine):
         return {**self._device, "precision": self.precision, "channels_last": True}
 
     def build(self, recipe: Recipe, *, model: str | UserModel, input_shape, num_classes: int, seed: int,
-              fp16_allreduce: bool = False, broadcast: bool = True) -> None:
+              fp16_allreduce: bool = False, broadcast: bool = True, input_normalization=None) -> None:
         """Create the model and optimizer and copy rank 0's variables to every rank.
+
+        ``input_normalization``: (mean, std) per channel for uint8 NHWC images, applied on the device
+        inside the compiled step (:class:`harness.runtime.engine.Engine`).
 
         Raises:
             ValueError: unknown model name, or a user's builder that raised or returned no ``keras.Model``.
         """
         keras.utils.set_random_seed(seed)
+        if input_normalization is not None:
+            self._normalization = tuple(tf.constant(v, tf.float32) for v in input_normalization)
         keras.mixed_precision.set_dtype_policy(self._policy)
         c, h, w = input_shape
         self.model = (build_model(model, input_shape=(h, w, c), num_classes=num_classes) if isinstance(model, str)
@@ -112,6 +118,7 @@ class KerasEngine(HorovodEngine):
     def _gradients(self, x, y, scale):
         """Training loss (float32 logits; label-smoothed with ``recipe.label_smoothing``) and the gradient
         of ``loss × scale`` (the fp16 loss scale, else 1)."""
+        x = self._inputs(x)
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(x, training=True), tf.float32)
             loss = (self._train_loss(tf.one_hot(y, self._classes), logits) if self._train_loss is not None
@@ -119,14 +126,24 @@ class KerasEngine(HorovodEngine):
             scaled = loss * scale
         return loss, tape.gradient(scaled, self.model.trainable_variables)
 
+    def _inputs(self, x):
+        """uint8 NHWC images normalised on the device, ``(x / 255 − mean) / std``; float images as they are."""
+        if x.dtype != tf.uint8:
+            return x
+        if self._normalization is None:
+            raise ValueError("uint8 images need build(input_normalization=(mean, std))")
+        mean, std = self._normalization
+        return (tf.cast(x, tf.float32) / 255.0 - mean) / std
+
     @property
     def lr(self) -> float:
         """The LR the next step will use."""
         return float(self.optimizer.learning_rate)
 
     def prepare(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """NCHW numpy micro-batches as channels-last arrays (done one step ahead by the loop)."""
-        return PreparedBatch((to_channels_last(x), y) for x, y in micro_batches)
+        """NCHW float micro-batches as channels-last arrays (done one step ahead by the loop); uint8
+        NHWC images stay as they are (channels-last already; normalised in the step)."""
+        return PreparedBatch((x if x.dtype == np.uint8 else to_channels_last(x), y) for x, y in micro_batches)
 
     def train_step(self, micro_batches) -> float:
         """One optimizer step over ``accumulation_steps`` micro-batches (NCHW numpy, or :meth:`prepare`'s).
@@ -166,7 +183,9 @@ class KerasEngine(HorovodEngine):
         """Summed cross-entropy, number correct and count on this rank's images: float64 (3,)."""
         loss = correct = 0.0
         for start in range(0, len(x), batch_size):
-            logits = tf.cast(self.model(to_channels_last(x[start:start + batch_size]), training=False), tf.float32)
+            part = x[start:start + batch_size]
+            images = self._inputs(tf.constant(part)) if part.dtype == np.uint8 else to_channels_last(part)
+            logits = tf.cast(self.model(images, training=False), tf.float32)
             target = y[start:start + batch_size]
             loss += float(self._loss(target, logits)) * len(target)
             correct += float(np.sum(np.argmax(logits, axis=1) == target))

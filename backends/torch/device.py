@@ -101,6 +101,22 @@ def to_device(array, device: torch.device, *, channels_last: bool = False) -> to
     return tensor
 
 
+def images_to_device(images, device: torch.device, normalization, *, channels_last: bool = False) -> torch.Tensor:
+    """uint8 (N, H, W, C) images as normalised float32 (N, C, H, W) on ``device``: the uint8 bytes cross
+    (pinned, asynchronously on CUDA), then ``(x / 255 − mean) / std`` runs on the device
+    (:func:`harness.augment.normalize` is the reference).
+
+    Args:
+        images: numpy uint8 (N, H, W, C).
+        normalization: ``(mean, std)`` tensors of shape (1, C, 1, 1) on ``device``.
+        channels_last: keep the NHWC memory layout (the permuted view is channels-last already).
+    """
+    x = to_device(images, device).permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels-last strides
+    mean, std = normalization
+    x = x.float().div_(255).sub_(mean).div_(std)
+    return x if channels_last else x.contiguous()
+
+
 def to_cpu(obj):
     """``obj`` with every tensor inside dicts, lists and tuples detached and moved to the CPU (a state
     dict that any rank, CPU or GPU, can unpickle)."""

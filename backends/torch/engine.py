@@ -19,7 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from backends.base import HorovodEngine, PreparedBatch
-from backends.torch.device import autocast, check_precision, device_info, resolve_device, to_cpu, to_device
+from backends.torch.device import (
+    autocast,
+    check_precision,
+    device_info,
+    images_to_device,
+    resolve_device,
+    to_cpu,
+    to_device,
+)
 from backends.torch.models import build_model
 from backends.torch.optim import LARS, DistributedOptimizer, MomentumSGD, broadcast_initial_state
 from backends.torch.params import param_groups, zero_gamma_init
@@ -60,7 +68,7 @@ class TorchEngine(HorovodEngine):
             # (Horovod's and NVIDIA's ResNet benchmarks do the same); recorded in device_info().
             torch.backends.cudnn.benchmark = True
         self._copy_stream = None  # CUDA: host→device copies of the next step's batch
-        self.model = self.optimizer = self.scheduler = None
+        self.model = self.optimizer = self.scheduler = self._normalization = None
 
     def _tensor(self, values: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(values)
@@ -75,16 +83,21 @@ class TorchEngine(HorovodEngine):
         return {**device_info(self.device), "precision": self.precision, "channels_last": self.channels_last}
 
     def build(self, recipe: Recipe, *, model: str | UserModel, input_shape, num_classes: int, seed: int,
-              fp16_allreduce: bool = False, broadcast: bool = True) -> None:
+              fp16_allreduce: bool = False, broadcast: bool = True, input_normalization=None) -> None:
         """Create the model and the Horovod-wrapped optimizer; rank 0's weights win.
 
         ``broadcast=False`` leaves the broadcast to an elastic run's first ``sync`` (a worker that
-        joins a running elastic job must make no collective call before it).
+        joins a running elastic job must make no collective call before it). ``input_normalization``:
+        (mean, std) per channel for uint8 NHWC images, applied on the device
+        (:class:`harness.runtime.engine.Engine`).
 
         Raises:
             ValueError: unknown model name, or a user's builder that raised or returned no ``nn.Module``.
         """
         torch.manual_seed(seed)
+        if input_normalization is not None:
+            self._normalization = tuple(torch.tensor(v, dtype=torch.float32, device=self.device).reshape(1, -1, 1, 1)
+                                        for v in input_normalization)
         self.model = (build_model(model, input_shape=input_shape, num_classes=num_classes) if isinstance(model, str)
                       else model.build(tuple(input_shape), num_classes, torch.nn.Module))
         zero_gamma_init(self.model)
@@ -127,15 +140,23 @@ class TorchEngine(HorovodEngine):
         """The LR the next step will use."""
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def _images(self, x: np.ndarray) -> torch.Tensor:
+        """A batch's images on the device: float32 NCHW as they are; uint8 NHWC normalised there."""
+        if x.dtype == np.uint8:
+            if self._normalization is None:
+                raise ValueError("uint8 images need build(input_normalization=(mean, std))")
+            return images_to_device(x, self.device, self._normalization, channels_last=self.channels_last)
+        return to_device(x, self.device, channels_last=self.channels_last)
+
     def prepare(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> PreparedBatch:
         """Start copying a step's micro-batches to this rank's device (pinned, non-blocking on CUDA).
 
         Called for the next step while the current one runs, so the copy overlaps compute: on CUDA the
-        copies go on a stream of their own, and the step waits for its event (:meth:`train_step`).
+        copies, and the normalisation of uint8 images, go on a stream of their own, and the step waits
+        for its event (:meth:`train_step`).
         """
         def copies():
-            return PreparedBatch((to_device(x, self.device, channels_last=self.channels_last),
-                                  to_device(y, self.device)) for x, y in micro_batches)
+            return PreparedBatch((self._images(x), to_device(y, self.device)) for x, y in micro_batches)
 
         if self.device.type != "cuda":
             return copies()
@@ -237,7 +258,7 @@ class TorchEngine(HorovodEngine):
         self.model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for start in range(0, len(x), batch_size):
-            images = to_device(x[start:start + batch_size], self.device, channels_last=self.channels_last)
+            images = self._images(x[start:start + batch_size])
             target = to_device(y[start:start + batch_size], self.device)
             with autocast(self.device, self.precision):
                 logits = self.model(images).float()

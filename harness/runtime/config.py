@@ -27,12 +27,22 @@ class DataConfig:
     """Which data to train on.
 
     Attributes:
-        source: ``"fashion-mnist"``, ``"synthetic"`` or a path to an ``.npz`` file with arrays
-            ``x_train, y_train, x_test, y_test`` (:func:`harness.datasets.load_npz`).
+        source: ``"fashion-mnist"``, ``"synthetic"``, a path to an ``.npz`` file with arrays
+            ``x_train, y_train, x_test, y_test`` (:func:`harness.datasets.load_npz`), an image folder
+            (``DIR/train/<class>/<image>``, ``DIR/val/...``) or a tar shard pattern
+            (``PATH/train-{000000..000099}.tar``; :mod:`harness.runtime.images`).
         data_dir: directory of the Fashion-MNIST IDX files (None: the Debian package's).
         layout: ``"NCHW"`` or ``"NHWC"``: the image layout of an ``.npz`` file's arrays.
-        train_size: use the first N training images (None: all).
-        test_size: evaluate on the first N test images (None: all).
+        train_size: use the first N training images (None: all); of an image folder or shards, N
+            evenly spaced ones.
+        test_size: evaluate on the first N test images (None: all); evenly spaced ones of images.
+        image_size: images: S, the side of the square the network sees.
+        data_workers: images: decode processes per rank (None: the rank's share of its host's CPUs
+            minus its compute threads, at least 1; 0: decode in the rank itself).
+        bad_images: images: ``"stop"`` at an undecodable image (naming it) or ``"skip"`` it and count it.
+        min_crop_area: images: the smallest random-resized-crop window, a fraction of the image's area.
+        eval_crop_fraction: images: the evaluation centre crop's side over the short side.
+        flip: images: random horizontal flips in training (p = 0.5).
     """
 
     source: str = "fashion-mnist"
@@ -40,12 +50,24 @@ class DataConfig:
     layout: str = "NCHW"
     train_size: int | None = None
     test_size: int | None = None
+    image_size: int = 224
+    data_workers: int | None = None
+    bad_images: str = "stop"
+    min_crop_area: float = 0.08
+    eval_crop_fraction: float = 0.875
+    flip: bool = True
 
     def __post_init__(self):
         if self.layout not in ("NCHW", "NHWC"):
             raise ConfigError(f"data.layout must be NCHW or NHWC, got {self.layout!r}", fields=("data.layout",))
-        for name in ("train_size", "test_size"):
+        for name in ("train_size", "test_size", "image_size"):
             check_at_least(f"data.{name}", getattr(self, name), 1)
+        check_at_least("data.data_workers", self.data_workers, 0)
+        check_choice("data.bad_images", self.bad_images, ("stop", "skip"))
+        for name in ("min_crop_area", "eval_crop_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ConfigError(f"data.{name} must be in (0, 1], got {value!r}", fields=(f"data.{name}",))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,13 +38,17 @@ class Engine(Protocol):
     loss_scale_skips: int
 
     def build(self, recipe: Recipe, *, model: Any, input_shape: tuple[int, int, int], num_classes: int, seed: int,
-              fp16_allreduce: bool = False, broadcast: bool = True) -> None:
+              fp16_allreduce: bool = False, broadcast: bool = True, input_normalization=None) -> None:
         """Create the model and the distributed optimizer; rank 0's weights win.
 
         Args:
             model: a built-in model name, or a builder ``f(input_shape, num_classes)``.
             input_shape: (C, H, W) of one image.
             broadcast: broadcast rank 0's weights now (False: an elastic run's first sync does it).
+            input_normalization: (mean, std) per channel, for sources that give uint8 images
+                (:class:`harness.runtime.pipeline.ImageSource`): the engine normalises them on its device
+                as ``(x / 255 − mean) / std`` (:func:`harness.augment.normalize`). The runtime passes it
+                only for such sources, so an engine that reads float images only may leave it out.
 
         Raises:
             ValueError: unknown model, or a builder that fails or returns the wrong type.
@@ -57,7 +61,8 @@ class Engine(Protocol):
     def prepare(self, micro_batches: list[tuple[np.ndarray, np.ndarray]]) -> Any:
         """A step's micro-batches as :meth:`train_step` takes them. The loop calls it one step ahead,
         so an engine can start host→device copies while the current step runs; it may return them
-        unchanged."""
+        unchanged. Images are float32 (N, C, H, W), or uint8 (N, H, W, C) from an image source (to be
+        normalised on the device with ``input_normalization``)."""
 
     def train_step(self, micro_batches: Any) -> Any:
         """One optimizer step over ``accumulation_steps`` micro-batches of (N, C, H, W) float32 images
@@ -85,7 +90,8 @@ class Engine(Protocol):
         """
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Summed loss, number correct and count on this rank's images: float64 (3,)."""
+        """Summed loss, number correct and count on this rank's images (float32 NCHW, or uint8 NHWC as
+        in :meth:`prepare`): float64 (3,)."""
 
     def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
         """Sum a float64 array over all ranks."""

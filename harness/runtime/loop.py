@@ -27,7 +27,7 @@ from harness.runtime.checkpoint import CHECKPOINT, save_checkpoint
 from harness.runtime.config import RunConfig
 from harness.runtime.engine import Engine
 from harness.runtime.faults import fail, is_peer_shutdown, parse_fault, poison, write_failure
-from harness.runtime.records import RECORDS, SUMMARY, RecordWriter, environment, placement, throughput
+from harness.runtime.records import RECORDS, SUMMARY, RecordWriter, environment, input_summary, placement, throughput
 from harness.runtime.schema import EpochRecord, StepRecord, TrainSummary
 from harness.runtime.source import DataSource, as_source
 
@@ -64,13 +64,17 @@ class StepLoop:
         can copy it to the device meanwhile; a ``nan`` fault poisons it first.
         """
         engine, pending, number = self.engine, None, step
-        batches = self.source.train_batches(epoch, consumed=consumed, rank=engine.rank, world_size=engine.size,
-                                            per_worker_batch=recipe.per_worker_batch,
-                                            accumulation_steps=recipe.accumulation_steps)
-        for batch in batches:
-            if number >= stop:
+        batches = iter(self.source.train_batches(epoch, consumed=consumed, rank=engine.rank, world_size=engine.size,
+                                                 per_worker_batch=recipe.per_worker_batch,
+                                                 accumulation_steps=recipe.accumulation_steps))
+        while number < stop:
+            t0 = time.perf_counter()
+            batch = next(batches, None)  # blocks while the source decodes: the step's data wait
+            wait = time.perf_counter() - t0
+            if batch is None:
                 break
-            prepared = (number, engine.prepare(poison(self.fault, engine.rank, number, batch)))
+            images = sum(len(y) for _, y in batch)
+            prepared = (number, engine.prepare(poison(self.fault, engine.rank, number, batch)), wait, images)
             number += 1
             if pending is not None:
                 yield self._one_step(recipe, epoch, *pending)
@@ -78,15 +82,14 @@ class StepLoop:
         if pending is not None:
             yield self._one_step(recipe, epoch, *pending)
 
-    def _one_step(self, recipe: Recipe, epoch: int, step: int, batch) -> StepRecord:
+    def _one_step(self, recipe: Recipe, epoch: int, step: int, batch, data_wait_s: float, images: int) -> StepRecord:
         engine = self.engine
         fail(self.fault, engine.rank, step)
         lr, t0 = engine.lr, time.perf_counter()
         loss = engine.train_step(batch)  # may stay on the device until the records are gathered
         engine.synchronize()  # the step's device work is done: step time, not launch time (async completion)
         record = StepRecord(rank=engine.rank, world_size=engine.size, step=step, epoch=epoch, loss=loss, lr=lr,
-                            step_time_s=time.perf_counter() - t0,
-                            images=recipe.per_worker_batch * recipe.accumulation_steps)
+                            step_time_s=time.perf_counter() - t0, images=images, data_wait_s=data_wait_s)
         self.pending.append(record)
         return record
 
@@ -138,6 +141,12 @@ class StepLoop:
                 "peak_lr": recipe.peak_lr, "per_worker_batch": recipe.per_worker_batch,
                 "horovod": engine.horovod_settings(), **extra, **self.placement, **environment()}
 
+    def input_account(self, skip: int) -> dict:
+        """Every rank's data waits and pipeline statistics, summarised (a collective: every rank calls it)."""
+        stats = getattr(self.source, "stats", None)
+        pipelines = self.engine.allgather_object(stats() if stats else None)
+        return input_summary(self.step_records, pipelines, skip=skip)
+
     def parameter_check(self) -> dict:
         """Hash every rank's parameters: data-parallel ranks must hold identical weights."""
         params = self.engine.flat_parameters()
@@ -164,7 +173,7 @@ class StepLoop:
             nonfinite_policy=self.config.nonfinite, nonfinite_steps_skipped=engine.nonfinite_skipped,
             loss_scale_skips=engine.loss_scale_skips,
             throughput=throughput(self.step_records, images_per_step=images, skip=skip) if self.step_records else {},
-            timing_skip=skip, **self.parameter_check(), wall_time_s=time.perf_counter() - self.started, **extra)
+            timing_skip=skip, input=self.input_account(skip), **self.parameter_check(), wall_time_s=time.perf_counter() - self.started, **extra)
         if engine.rank == 0:
             (self.out / SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         return summary

@@ -113,6 +113,56 @@ def throughput(step_records: list[dict], *, images_per_step: int, skip: int) -> 
     }
 
 
+INPUT_BOUND_SHARE = 0.05  # a run whose slowest rank waits for data more than this share of its step time
+
+
+def input_summary(step_records: list[dict], pipelines: list[dict | None], *, skip: int) -> dict:
+    """The input side of a run: how long ranks waited for their next batch, against how long they computed.
+
+    Per rank r, over its steps after the first ``skip``: the data-wait share
+    ``W_r / (W_r + T_r)`` with ``W_r`` = Σ seconds blocked on the next batch (``data_wait_s``) and
+    ``T_r`` = Σ step seconds (``step_time_s``); the run's share is the slowest rank's (the one the
+    allreduce waits for). A share above 5% marks the run input-bound.
+
+    Args:
+        step_records: every rank's step records (``rank``, ``step``, ``data_wait_s``, ``step_time_s``, ``images``).
+        pipelines: each rank's :meth:`harness.runtime.pipeline.ImageSource.stats` (None for in-memory arrays).
+        skip: start-up steps per rank left out.
+
+    Returns:
+        ``data_wait_share`` (max over ranks, in [0, 1]), ``data_wait_share_per_rank``,
+        ``data_wait_s_per_step`` (median over ranks of the mean), ``input_bound``,
+        ``compute_images_per_s_per_rank`` (images / Σ step seconds, median over ranks) and, for an image
+        source, ``pipeline_images_per_s_per_rank`` (the slowest rank's decode rate),
+        ``data_workers``, ``bad_images_skipped`` (all ranks) and ``bad_images`` (the first names).
+    """
+    by_rank: dict[int, list[dict]] = {}
+    for record in step_records:
+        by_rank.setdefault(int(record["rank"]), []).append(record)
+    shares, waits, compute = {}, [], []
+    for rank, records in sorted(by_rank.items()):
+        records = sorted(records, key=lambda r: r["step"])
+        records = records[skip:] or records
+        wait = sum(float(r.get("data_wait_s", 0.0)) for r in records)
+        busy = sum(float(r["step_time_s"]) for r in records)
+        shares[rank] = wait / (wait + busy) if wait + busy > 0 else 0.0
+        waits.append(wait / len(records))
+        compute.append(sum(int(r["images"]) for r in records) / busy if busy > 0 else None)
+    share = max(shares.values()) if shares else 0.0
+    out = {"data_wait_share": share, "data_wait_share_per_rank": [shares[r] for r in sorted(shares)],
+           "data_wait_s_per_step": float(np.median(waits)) if waits else 0.0,
+           "input_bound": share > INPUT_BOUND_SHARE,
+           "compute_images_per_s_per_rank": float(np.median([c for c in compute if c])) if any(compute) else None}
+    stats = [p for p in pipelines if p]
+    if stats:
+        rates = [p["pipeline_images_per_s"] for p in stats if p["pipeline_images_per_s"]]
+        out.update(pipeline_images_per_s_per_rank=min(rates) if rates else None,
+                   data_workers=stats[0]["data_workers"],
+                   bad_images_skipped=sum(p["bad_images_skipped"] for p in stats),
+                   bad_images=[name for p in stats for name in p["bad_images"]][:20])
+    return out
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (``os.sched_getaffinity``: an emulated host's share, a Slurm
     allocation), or ``os.cpu_count()`` where the platform cannot say."""

@@ -35,7 +35,9 @@ class StepRecord:
             device tensor until the loop's read-out).
         lr: the LR the step used (the recipe's ``lr(step)``).
         step_time_s: wall seconds from the start of the step to the end of its device work.
-        images: images this rank trained on in the step (n · accumulation steps).
+        images: images this rank trained on in the step (n · accumulation steps, less skipped bad images).
+        data_wait_s: seconds this rank was blocked waiting for the step's batch from its data source
+            (0 when it was ready: decoded ahead in the background).
         update: (elastic) optimizer updates before this one, monotonic over changes of k.
         sample_start, sample_end: (elastic) the step's slice of the epoch's permutation, all ranks.
         time: (elastic) Unix time at the end of the step.
@@ -49,6 +51,7 @@ class StepRecord:
     lr: float
     step_time_s: float
     images: int
+    data_wait_s: float = 0.0
     update: int | None = _optional()
     sample_start: int | None = _optional()
     sample_end: int | None = _optional()
@@ -103,6 +106,9 @@ class TrainSummary:
         images_per_second, images_per_second_per_worker, step_time_s_median, step_time_s_per_rank,
         step_time_s_spread, timed_steps: throughput from every rank's own step times
             (:func:`harness.runtime.records.throughput`), after ``timing_skip`` start-up steps per rank.
+        input: the input side (:func:`harness.runtime.records.input_summary`): the slowest rank's
+            data-wait share of step time, whether the run was input-bound, the pipeline's measured
+            images/s beside the compute's, decode workers and skipped bad images.
         parameters_sha256_per_rank, ranks_in_sync: every rank's parameter digest, and whether they agree.
         model_bytes: parameters × 4 bytes.
         wall_time_s: seconds from the start of training to the summary.
@@ -138,6 +144,7 @@ class TrainSummary:
     loss_scale_skips: int
     throughput: dict
     timing_skip: int
+    input: dict
     parameters_sha256_per_rank: list
     ranks_in_sync: bool
     model_bytes: int

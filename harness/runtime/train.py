@@ -24,9 +24,11 @@ from harness.runtime.data import load_data
 from harness.runtime.engine import Engine
 from harness.runtime.errors import ConfigError, RunFailure
 from harness.runtime.faults import describe_failures, describe_lost_peers, is_peer_shutdown, parse_fault, read_failures
+from harness.runtime.images import BadImageError
 from harness.runtime.loop import Trainer
 from harness.runtime.models import resolve_model
 from harness.runtime.records import prepare_out_dir, usable_cpus
+from harness.runtime.source import DataSource, as_source
 
 
 def default_threads() -> int:
@@ -126,20 +128,40 @@ def run_training(config: RunConfig, spec: RecipeSpec, make_engine: Callable[...,
         raise ConfigError("elastic runs under horovodrun's elastic mode (HOROVOD_ELASTIC=1): launch the worker "
                           "with harness.runtime.launch.elastic_launch_command", fields=("elastic",))
     model = resolve_model(config.model)
-    data = load_data(config.data, model=config.model, seed=config.seed)
+    threads = config.threads or default_threads()
+    source = as_source(load_data(config.data, model=config.model, seed=config.seed, threads=threads), seed=config.seed)
     try:
-        engine = make_engine(config.backend, threads=config.threads or default_threads(), nonfinite=config.nonfinite,
+        return _train(config, spec, make_engine, model, source, threads)
+    finally:
+        close = getattr(source, "close", None)
+        if close:
+            close()  # an image source's decode workers
+
+
+def _normalization(source: DataSource) -> dict:
+    """``input_normalization`` for ``engine.build`` when the source gives uint8 images, else nothing."""
+    normalization = getattr(source, "normalization", None)
+    return {"input_normalization": normalization} if normalization else {}
+
+
+def _train(config: RunConfig, spec: RecipeSpec, make_engine, model, source: DataSource,
+           threads: int) -> tuple[Engine, dict]:
+    try:
+        engine = make_engine(config.backend, threads=threads, nonfinite=config.nonfinite,
                              device=config.device, precision=config.precision, channels_last=config.channels_last)
     except ValueError as exc:
         raise as_config_error(exc) from None
-    recipe = spec.resolve(world_size=engine.size, dataset_size=len(data.y_train))
+    check = getattr(source, "check_world_size", None)
+    if check:
+        check(engine.size)
+    recipe = spec.resolve(world_size=engine.size, dataset_size=source.train_size)
     if config.elastic:
-        return engine, _run_elastic(engine, config, spec, recipe, model, data)
+        return engine, _run_elastic(engine, config, spec, recipe, model, source)
     created = not config.out.exists()
     meta, state = claim_run_dir(engine, config, recipe)
     try:
-        engine.build(recipe, model=model, input_shape=data.input_shape, num_classes=data.num_classes,
-                     seed=config.seed, fp16_allreduce=config.fp16_allreduce)
+        engine.build(recipe, model=model, input_shape=source.input_shape, num_classes=source.num_classes,
+                     seed=config.seed, fp16_allreduce=config.fp16_allreduce, **_normalization(source))
     except ValueError as exc:
         if created and engine.rank == 0 and config.out.is_dir() and not any(config.out.iterdir()):
             config.out.rmdir()  # a model that cannot be built leaves nothing behind
@@ -148,19 +170,22 @@ def run_training(config: RunConfig, spec: RecipeSpec, make_engine: Callable[...,
     if meta:
         engine.set_state(state)
         start = {key: meta[key] for key in ("step", "epoch", "batch")}
-    trainer = Trainer(engine, recipe, data, config, start)
+    trainer = Trainer(engine, recipe, source, config, start)
     try:
         return engine, trainer.run()
     except NonFiniteError as exc:
         raise RunFailure(f"{exc} (nonfinite stop; nonfinite skip skips such steps and counts them)",
                          fields=("nonfinite",)) from None
+    except BadImageError as exc:
+        raise RunFailure(f"{exc} (data.bad_images stop; data.bad_images skip skips such images and counts them)",
+                         fields=("data.bad_images",)) from None
     except Exception as exc:
         if is_peer_shutdown(exc):
             raise _peer_failure(engine, config.out, exc, getattr(trainer, "placement", {}).get("rank_hosts")) from None
         raise
 
 
-def _run_elastic(engine: Engine, config: RunConfig, spec: RecipeSpec, recipe: Recipe, model, data) -> dict:
+def _run_elastic(engine: Engine, config: RunConfig, spec: RecipeSpec, recipe: Recipe, model, source) -> dict:
     """An elastic worker: build without collectives (Horovod's first sync broadcasts rank 0's state), then
     train under the elastic driver. The launching process has already claimed the run directory."""
     from harness.runtime.elastic import ElasticTrainer
@@ -168,8 +193,9 @@ def _run_elastic(engine: Engine, config: RunConfig, spec: RecipeSpec, recipe: Re
     if recipe.epochs != int(recipe.epochs):
         raise ConfigError(f"elastic trains whole epochs; got epochs={recipe.epochs}", fields=("elastic",))
     try:
-        engine.build(recipe, model=model, input_shape=data.input_shape, num_classes=data.num_classes,
-                     seed=config.seed, fp16_allreduce=config.fp16_allreduce, broadcast=False)
+        engine.build(recipe, model=model, input_shape=source.input_shape, num_classes=source.num_classes,
+                     seed=config.seed, fp16_allreduce=config.fp16_allreduce, broadcast=False,
+                     **_normalization(source))
     except ValueError as exc:
         raise as_config_error(exc) from None
-    return ElasticTrainer(engine, spec, data, config).run()
+    return ElasticTrainer(engine, spec, source, config).run()

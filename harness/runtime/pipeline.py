@@ -1,0 +1,284 @@
+"""The input pipeline: an image folder or sharded archives as a :class:`~harness.runtime.source.DataSource`.
+
+Per rank, ``data_workers`` decode processes (a :class:`concurrent.futures.ProcessPoolExecutor`,
+forked when the source is made, before the framework starts its threads) read and decode each step's
+images ahead of the step, as uint8 (N, S, S, C) batches; the engine copies them to its device and
+normalises them there (Goyal et al. §5.1: per-channel mean and std). What a rank reads is the data
+seam's rule: an image folder is one shuffle per epoch split over the k ranks
+(:func:`harness.sharding.remaining_indices`: every position exact, elastic changes of k too);
+sharded archives are split over ranks at shard level (:func:`harness.sharding.shard_level_indices`:
+a rank reads only its own shards). The window and flip of each sample come from
+:mod:`harness.augment`, seeded by (seed, epoch, index): the same crops for any backend, worker count
+or resume.
+
+Workers die with their rank (``PR_SET_PDEATHSIG`` on Linux) and ignore Ctrl-C (the rank handles it
+and shuts them down), so a failed or interrupted run leaves no decoder behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import ctypes
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from harness import sharding
+from harness.augment import normalization
+from harness.runtime.errors import ConfigError
+from harness.runtime.images import Augment, BadImageError, Catalog
+
+BAD_IMAGE_POLICIES = ("stop", "skip")
+
+
+class Decoder:
+    """Reads and decodes chunks of samples (in a worker process, or in the rank itself with 0 workers).
+
+    Args:
+        catalogs: ``{"train": Catalog, "val": Catalog}``.
+        augment: the input recipe (:class:`harness.runtime.images.Augment`).
+        seed: the run's seed (crops are seeded by seed, epoch and sample index).
+        skip_bad: skip undecodable images (and name them in the result) instead of raising.
+    """
+
+    def __init__(self, catalogs: dict[str, Catalog], augment: Augment, *, seed: int, skip_bad: bool):
+        self.catalogs, self.augment, self.seed, self.skip_bad = catalogs, augment, seed, skip_bad
+        self.handles: dict = {}  # open archive shards, reused
+
+    def chunk(self, split: str, epoch: int, indices: np.ndarray):
+        """Decode samples ``indices`` of ``split``.
+
+        Returns:
+            (x uint8 (m, S, S, C), y int64 (m,), skipped names, seconds spent); m < len(indices) only
+            when images were skipped.
+
+        Raises:
+            BadImageError: an image that cannot be read or decoded, unless ``skip_bad``.
+        """
+        t0, catalog, images, labels, skipped = time.perf_counter(), self.catalogs[split], [], [], []
+        for i in indices:
+            i = int(i)
+            name = catalog.sample_name(i)
+            try:
+                try:
+                    data = catalog.read(i, self.handles)
+                except OSError as exc:
+                    raise BadImageError(name, exc.strerror or str(exc)) from None
+                images.append(self._decode(data, name, split == "train", epoch, i))
+                labels.append(catalog.labels[i])
+            except BadImageError:
+                if not self.skip_bad:
+                    raise
+                skipped.append(name)
+        s, c = self.augment.image_size, self.augment.channels
+        x = np.stack(images) if images else np.empty((0, s, s, c), np.uint8)
+        return x, np.asarray(labels, np.int64), skipped, time.perf_counter() - t0
+
+    def _decode(self, data, name, train, epoch, index):
+        from harness.runtime.images import decode
+
+        return decode(data, name, self.augment, train=train, seed=self.seed, epoch=epoch, index=index)
+
+
+_WORKER: Decoder | None = None  # the decode worker's Decoder (set by _start_worker)
+
+
+def _start_worker(decoder: Decoder, parent: int) -> None:
+    """A decode worker's start: die with the rank, leave Ctrl-C to it, keep the decoder."""
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the executor's own shutdown is all there is
+    if os.getppid() != parent:  # the rank died before prctl
+        os._exit(1)
+    _WORKER = decoder
+
+
+def _decode_chunk(split: str, epoch: int, indices: np.ndarray):
+    return _WORKER.chunk(split, epoch, indices)
+
+
+def _noop() -> int:
+    return os.getpid()
+
+
+class ImageSource:
+    """A :class:`~harness.runtime.source.DataSource` over an image folder or sharded archives.
+
+    Args:
+        train, val: the splits (:func:`harness.runtime.images.open_folder` or ``open_shards``).
+        augment: the input recipe and image size.
+        seed: the shuffle's and the crops' seed, the same on every rank.
+        data_workers: decode processes for this rank (0: decode in the rank itself).
+        bad_images: ``"stop"`` (an undecodable image ends the run, naming the file) or ``"skip"``
+            (it is left out of its batch and counted).
+        eval_batch: images per evaluation batch.
+        prefetch_steps: steps decoded ahead of the one the rank trains on.
+
+    Attributes:
+        normalization: (mean, std) per channel, for the engine to apply on its device.
+
+    Raises:
+        ConfigError: a field out of range.
+
+    Example::
+
+        from harness.runtime.images import Augment, open_folder
+        train, val = open_folder("/data/imagenet")
+        source = ImageSource(train, val, augment=Augment(image_size=224), seed=0, data_workers=8)
+        for step in source.train_batches(0, consumed=0, rank=hvd.rank(), world_size=hvd.size(),
+                                         per_worker_batch=256):
+            (x, y), = step  # x: uint8 (256, 224, 224, 3), y: int64 (256,)
+    """
+
+    def __init__(self, train: Catalog, val: Catalog, *, augment: Augment, seed: int, data_workers: int = 1,
+                 bad_images: str = "stop", eval_batch: int = 250, prefetch_steps: int = 2):
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise ConfigError(f"data.bad_images must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {bad_images!r}",
+                              fields=("data.bad_images",))
+        if data_workers < 0:
+            raise ConfigError(f"data.data_workers must be >= 0, got {data_workers}", fields=("data.data_workers",))
+        self.train, self.val, self.augment, self.seed = train, val, augment, seed
+        self.data_workers, self.bad_images = data_workers, bad_images
+        self.eval_batch, self.prefetch_steps = eval_batch, prefetch_steps
+        self.name, self.train_size = train.name, len(train)
+        self.input_shape = (augment.channels, augment.image_size, augment.image_size)
+        self.num_classes = len(train.classes) if train.classes else int(max(train.labels.max(), val.labels.max())) + 1
+        self.normalization = normalization(augment.channels)
+        self.decoder = Decoder({"train": train, "val": val}, augment, seed=seed, skip_bad=bad_images == "skip")
+        self.images = 0  # training images decoded by this rank's workers
+        self.decode_s = 0.0  # worker seconds spent on them
+        self.skipped: list[str] = []
+        self._pool = None
+        if data_workers:
+            context = multiprocessing.get_context("fork")  # no re-import of the user's script (spawn would)
+            self._pool = concurrent.futures.ProcessPoolExecutor(data_workers, mp_context=context,
+                                                                initializer=_start_worker,
+                                                                initargs=(self.decoder, os.getpid()))
+            self._pool.submit(_noop).result()  # start the workers now, from this thread
+
+    def check_world_size(self, world_size: int) -> None:
+        """Refuse a k that the shards cannot be split over (every rank needs a shard of its own).
+
+        Raises:
+            ConfigError: fewer training shards than ranks.
+        """
+        if self.train.sharded and len(self.train.files) < world_size:
+            raise ConfigError(f"data.source: {len(self.train.files)} training shard(s) for {world_size} ranks: "
+                              "every rank needs a shard of its own (write more, smaller shards)",
+                              fields=("data.source",))
+
+    # -- the DataSource protocol -----------------------------------------------------------------------
+    def train_batches(self, epoch: int, *, consumed: int, rank: int, world_size: int, per_worker_batch: int,
+                      accumulation_steps: int = 1) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+        """This rank's steps of ``epoch`` from image ``consumed`` on: lists of ``accumulation_steps``
+        micro-batches, x uint8 (n, S, S, C), y int64 (n,) (fewer than n only where images were skipped).
+
+        Raises:
+            BadImageError: an undecodable image under ``bad_images="stop"`` (naming the file).
+        """
+        if self.train.sharded:
+            order = sharding.shard_level_indices(self.train.file_of, epoch=epoch, seed=self.seed, consumed=consumed,
+                                                 rank=rank, world_size=world_size)
+        else:
+            order = sharding.remaining_indices(len(self.train), epoch=epoch, seed=self.seed, consumed=consumed,
+                                               rank=rank, world_size=world_size)
+        steps = sharding.batches(order, per_worker_batch * accumulation_steps)
+        groups = ([np.array_split(part, self._chunks(per_worker_batch)) for part in np.split(idx, accumulation_steps)]
+                  for idx in steps)
+        for micro in self._decoded("train", epoch, groups):
+            yield micro
+
+    def eval_batches(self, *, rank: int, world_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """This rank's share of the validation set, each image on one rank: images r, r + k, ... of a
+        folder; shards r, r + k, ... of archives."""
+        if self.val.sharded:
+            mine = np.flatnonzero(self.val.file_of % world_size == rank)
+        else:
+            mine = np.arange(rank, len(self.val), world_size)
+        groups = ([np.array_split(mine[s:s + self.eval_batch], self._chunks(self.eval_batch))]
+                  for s in range(0, len(mine), self.eval_batch))
+        for (x, y), in self._decoded("val", 0, groups):
+            yield x, y
+
+    # -- decoding ahead ----------------------------------------------------------------------------------
+    def _chunks(self, batch: int) -> int:
+        """Pieces a batch is cut into: one per worker, so all of them decode the next batch at once."""
+        return max(1, min(batch, self.data_workers))
+
+    def _decoded(self, split: str, epoch: int, groups) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+        """Each group (a step: micro-batches of index chunks) decoded, in order, ``prefetch_steps`` ahead."""
+        pending = collections.deque()
+        for group in groups:
+            pending.append([[self._submit(split, epoch, chunk) for chunk in micro if len(chunk)] for micro in group])
+            if len(pending) > self.prefetch_steps:
+                yield self._collect(split, pending.popleft())
+        while pending:
+            yield self._collect(split, pending.popleft())
+
+    def _submit(self, split, epoch, chunk):
+        if self._pool is None:
+            return self.decoder.chunk(split, epoch, chunk)  # decoded now, in this process
+        return self._pool.submit(_decode_chunk, split, epoch, chunk)
+
+    def _collect(self, split: str, step) -> list[tuple[np.ndarray, np.ndarray]]:
+        micro = []
+        for futures in step:
+            parts = [f.result() if isinstance(f, concurrent.futures.Future) else f for f in futures]
+            x = np.concatenate([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            for _, _, skipped, seconds in parts:
+                self.skipped += skipped
+                if split == "train":
+                    self.decode_s += seconds
+            if split == "train":
+                self.images += len(y)
+            if len(y) == 0:
+                raise BadImageError(", ".join(self.skipped[-3:]), "every image of a batch was unreadable")
+            micro.append((x, y))
+        return micro
+
+    # -- the run's account -------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """This rank's pipeline: workers, training images decoded, their decode rate and the skipped images.
+
+        ``pipeline_images_per_s`` is what the workers delivered per second of their own time, times the
+        number of workers (images/s this rank's pipeline can feed when it never waits for the step).
+        """
+        rate = self.images / self.decode_s * max(self.data_workers, 1) if self.decode_s else None
+        return {"data_workers": self.data_workers, "images_decoded": self.images, "decode_s": self.decode_s,
+                "pipeline_images_per_s": rate, "bad_images_skipped": len(self.skipped),
+                "bad_images": self.skipped[:20]}
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of this rank's decode workers (none with 0 workers, or once closed)."""
+        return sorted(self._pool._processes) if self._pool is not None else []
+
+    def close(self) -> None:
+        """Stop the decode workers (queued work is dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def default_data_workers(threads: int) -> int:
+    """Decode processes per rank: the rank's share of its host's CPUs minus its compute threads, at least 1."""
+    from harness.runtime.records import usable_cpus
+
+    local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
+    return max(1, usable_cpus() // local - threads)
+
+
