@@ -88,7 +88,8 @@ def scaling_table(runs: list[dict]):
         A pandas DataFrame sorted by ``world_size`` with columns ``world_size``, ``runs``,
         ``global_batch``, ``per_worker_batch``, ``images_per_second``,
         ``images_per_second_per_worker``, ``step_time_s_median``, ``speedup``, ``efficiency``,
-        ``test_accuracy``.
+        ``data_wait_share`` (the slowest rank's share of step time spent waiting for data; NaN where
+        not recorded), ``test_accuracy``.
 
     Raises:
         ConfigError: no runs, runs that mix device types or precisions, or runs with different
@@ -112,17 +113,21 @@ def scaling_table(runs: list[dict]):
     frame = pd.DataFrame(runs)
     if "test_accuracy" not in frame:
         frame["test_accuracy"] = np.nan
+    frame["data_wait_share"] = [float((r.get("input") or {}).get("data_wait_share", np.nan)) for r in runs]
     table = frame.groupby("world_size", as_index=False).agg(
         runs=("run_dir", "count"), global_batch=("global_batch", "first"),
         per_worker_batch=("per_worker_batch", "first"),
         images_per_second=("images_per_second", "mean"), step_time_s_median=("step_time_s_median", "mean"),
+        data_wait_share=("data_wait_share", "mean"),
         test_accuracy=("test_accuracy", "mean")).sort_values("world_size", ignore_index=True)
     table["images_per_second_per_worker"] = table["images_per_second"] / table["world_size"]
     base = table.iloc[0]
     table["speedup"] = table["images_per_second"] / base["images_per_second"]
     table["efficiency"] = table["images_per_second_per_worker"] / base["images_per_second_per_worker"]
-    return table[["world_size", "runs", "global_batch", "per_worker_batch", "images_per_second",
-                  "images_per_second_per_worker", "step_time_s_median", "speedup", "efficiency", "test_accuracy"]]
+    columns = ["world_size", "runs", "global_batch", "per_worker_batch", "images_per_second",
+               "images_per_second_per_worker", "step_time_s_median", "speedup", "efficiency", "data_wait_share",
+               "test_accuracy"]
+    return table[columns]
 
 
 def plot_scaling(table, out: Path) -> list[Path]:
@@ -159,6 +164,7 @@ def render_markdown(table, runs: list[dict]) -> str:
     shown = table.copy()
     shown["efficiency"] = (100 * shown["efficiency"]).map("{:.1f}%".format)
     shown["test_accuracy"] = shown["test_accuracy"].map(lambda a: "" if np.isnan(a) else f"{a:.4f}")
+    shown["data_wait_share"] = shown["data_wait_share"].map(lambda a: "" if np.isnan(a) else f"{100 * a:.1f}%")
     device = first["device"]
     hosts = max(runs, key=lambda r: r["world_size"])
     lines = [
@@ -175,6 +181,9 @@ def render_markdown(table, runs: list[dict]) -> str:
         f"Weak-scaling efficiency E(k) = (X(k)/k) / (X(k0)/k0), relative to the smallest world size measured, "
         f"k0 = {k0}; X is total images/s, summed over ranks from each rank's own median step time "
         "(not rank 0 × k).", "",
+        "data_wait_share: the slowest rank's seconds blocked on its next batch over its step time plus "
+        "those seconds; above 5% a run is input-bound (its throughput is the input pipeline's, not the model's).",
+        "",
         "![throughput](throughput.png) ![efficiency](efficiency.png)", "",
         "## Runs", "",
     ]
@@ -183,10 +192,26 @@ def render_markdown(table, runs: list[dict]) -> str:
               + (f", per-rank medians {', '.join(f'{t * 1e3:.1f}' for t in r['step_time_s_per_rank'])} ms "
                  f"(spread {100 * r.get('step_time_s_spread', 0):.1f}%)" if r.get("step_time_s_per_rank") else "")
               + (f", test accuracy {r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else "")
+              + input_line(r.get("input"))
               + (f"; hosts × ranks: {', '.join(f'{h} × {n}' for h, n in r['ranks_per_host'].items())}"
                  if r.get("ranks_per_host") else "")
               for r in sorted(runs, key=lambda r: r["world_size"])]
     return "\n".join(lines) + "\n"
+
+
+def input_line(account: dict | None) -> str:
+    """A run's input side in words: data-wait share (input-bound or not), pipeline vs compute images/s."""
+    if not account:
+        return ""
+    text = (f"; data wait {100 * account['data_wait_share']:.1f}% of step time (slowest rank)"
+            + (", **input-bound**" if account.get("input_bound") else ""))
+    if account.get("pipeline_images_per_s_per_rank"):
+        text += (f", pipeline {account['pipeline_images_per_s_per_rank']:.0f} images/s per rank "
+                 f"({account['data_workers']} decode workers) vs compute "
+                 f"{account.get('compute_images_per_s_per_rank') or float('nan'):.0f}")
+    if account.get("bad_images_skipped"):
+        text += f", {account['bad_images_skipped']} bad images skipped"
+    return text
 
 
 def peers_table(runs: list[dict]):

@@ -118,3 +118,24 @@ def policy_name(precision: str) -> str:
     """
     check_choice("precision", precision, PRECISIONS)
     return POLICIES[precision]
+
+
+def normalize_images(images, normalization):
+    """uint8 (N, H, W, C) images as float32 (N, H, W, C) ``(x / 255 − mean) / std``, on the device that runs it.
+
+    Keras models take channels-last images, so the layout stays NHWC. :func:`harness.augment.normalize`
+    is the reference (tested equal, up to the layout).
+
+    Args:
+        images: uint8 (N, H, W, C), a tensor or numpy (a batch of
+            :class:`harness.runtime.pipeline.ImageSource`).
+        normalization: ``(mean, std)``, each C floats (``source.normalization``).
+
+    Example::
+
+        logits = model(normalize_images(x, source.normalization), training=False)
+    """
+    import tensorflow as tf
+
+    mean, std = (tf.constant(v, tf.float32) for v in normalization)
+    return (tf.cast(images, tf.float32) / 255.0 - mean) / std

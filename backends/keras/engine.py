@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from backends.base import HorovodEngine, PreparedBatch  # noqa: E402
-from backends.keras.device import check_policy_device, pin_local_gpu, policy_name  # noqa: E402
+from backends.keras.device import check_policy_device, normalize_images, pin_local_gpu, policy_name  # noqa: E402
 from backends.keras.distributed import DistributedOptimizer, broadcast_initial_state  # noqa: E402
 from backends.keras.models import build_model  # noqa: E402
 from backends.keras.optim import LARS, MomentumSGD  # noqa: E402
@@ -97,7 +97,7 @@ class KerasEngine(HorovodEngine):
         """
         keras.utils.set_random_seed(seed)
         if input_normalization is not None:
-            self._normalization = tuple(tf.constant(v, tf.float32) for v in input_normalization)
+            self._normalization = tuple(tuple(float(c) for c in v) for v in input_normalization)
         keras.mixed_precision.set_dtype_policy(self._policy)
         c, h, w = input_shape
         self.model = (build_model(model, input_shape=(h, w, c), num_classes=num_classes) if isinstance(model, str)
@@ -132,8 +132,7 @@ class KerasEngine(HorovodEngine):
             return x
         if self._normalization is None:
             raise ValueError("uint8 images need build(input_normalization=(mean, std))")
-        mean, std = self._normalization
-        return (tf.cast(x, tf.float32) / 255.0 - mean) / std
+        return normalize_images(x, self._normalization)
 
     @property
     def lr(self) -> float:

@@ -101,19 +101,37 @@ def to_device(array, device: torch.device, *, channels_last: bool = False) -> to
     return tensor
 
 
+def normalize_images(images: torch.Tensor, normalization) -> torch.Tensor:
+    """uint8 (N, H, W, C) images, on any device, as float32 (N, C, H, W) ``(x / 255 − mean) / std`` there.
+
+    The result keeps the NHWC memory (channels-last strides: ``.contiguous()`` makes it NCHW-dense).
+    :func:`harness.augment.normalize` is the reference (tested equal).
+
+    Args:
+        images: a uint8 tensor (N, H, W, C), e.g. a batch of :class:`harness.runtime.pipeline.ImageSource`
+            copied to the GPU.
+        normalization: ``(mean, std)``, each C floats (``source.normalization``) or tensors of shape
+            (1, C, 1, 1) on the images' device.
+
+    Example::
+
+        x = normalize_images(torch.from_numpy(x).to(device, non_blocking=True), source.normalization)
+    """
+    mean, std = (v if isinstance(v, torch.Tensor) else
+                 torch.tensor(v, dtype=torch.float32, device=images.device).reshape(1, -1, 1, 1) for v in normalization)
+    return images.permute(0, 3, 1, 2).float().div_(255).sub_(mean).div_(std)
+
+
 def images_to_device(images, device: torch.device, normalization, *, channels_last: bool = False) -> torch.Tensor:
-    """uint8 (N, H, W, C) images as normalised float32 (N, C, H, W) on ``device``: the uint8 bytes cross
-    (pinned, asynchronously on CUDA), then ``(x / 255 − mean) / std`` runs on the device
-    (:func:`harness.augment.normalize` is the reference).
+    """uint8 (N, H, W, C) numpy images as normalised float32 (N, C, H, W) on ``device``: the uint8 bytes
+    cross (pinned, asynchronously on CUDA), then :func:`normalize_images` runs on the device.
 
     Args:
         images: numpy uint8 (N, H, W, C).
         normalization: ``(mean, std)`` tensors of shape (1, C, 1, 1) on ``device``.
         channels_last: keep the NHWC memory layout (the permuted view is channels-last already).
     """
-    x = to_device(images, device).permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels-last strides
-    mean, std = normalization
-    x = x.float().div_(255).sub_(mean).div_(std)
+    x = normalize_images(to_device(images, device), normalization)
     return x if channels_last else x.contiguous()
 
 

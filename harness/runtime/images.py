@@ -44,7 +44,10 @@ class BadImageError(ValueError):
 
     def __init__(self, name: str, reason: str):
         super().__init__(f"cannot decode image {name}: {reason}")
-        self.name = name
+        self.name, self.reason = name, reason
+
+    def __reduce__(self):  # crosses from a decode worker to its rank intact
+        return type(self), (self.name, self.reason)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,8 +98,11 @@ def train_line(summary: dict, config: RunConfig) -> str:
     if config.elastic:
         return (f"test accuracy {summary['test_accuracy']:.4f} | world sizes {summary['world_sizes']} | "
                 f"{config.out / SUMMARY}")
+    account = summary.get("input") or {}
+    wait = (f" | data wait {100 * account['data_wait_share']:.0f}%"
+            + (" (input-bound)" if account.get("input_bound") else "")) if account.get("data_workers") is not None else ""
     return (f"test accuracy {summary['test_accuracy']:.4f} | {summary['images_per_second']:.0f} images/s "
-            f"on {summary['world_size']} workers | {config.out / SUMMARY}{rank_logs_note()}")
+            f"on {summary['world_size']} workers{wait} | {config.out / SUMMARY}{rank_logs_note()}")
 
 
 def job_to_dict(job) -> dict:

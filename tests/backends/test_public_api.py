@@ -14,7 +14,7 @@ import backends.torch as torch_api
 from tests.conftest import ROOT
 
 SHARED = {"LARS", "MomentumSGD", "RecipeLR", "bias_and_norm", "DistributedOptimizer", "broadcast_initial_state",
-          "metric_average", "pin_gpu", "rank0_only"}
+          "metric_average", "normalize_images", "pin_gpu", "rank0_only"}
 ONLY = {"torch": {"param_groups", "zero_gamma_init"}, "keras": {"BroadcastInitialVariables", "MetricAverage"}}
 # Arguments that belong to one framework: torch's params/lr/foreach, Keras's learning_rate/exclude/name.
 FRAMEWORK_ARGS = {"params", "lr", "foreach", "learning_rate", "exclude", "name", "kwargs", "named_parameters",

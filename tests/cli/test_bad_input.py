@@ -44,7 +44,29 @@ def user_files(tmp_path):
     np.savez(tmp_path / "good.npz", **good)
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "checkpoint.pkl").write_bytes(b"not a pickle")
+    _image_layouts(tmp_path)
     return tmp_path
+
+
+def _image_layouts(t: Path) -> None:
+    """Image folders and shards, good and bad (tests.runtime.test_images has the writers)."""
+    from tests.runtime.test_images import _png, _tar, make_folder
+
+    make_folder(t / "imgs", per_class=2, val_per_class=1)
+    make_folder(t / "emptyclass", per_class=2, val_per_class=1)
+    (t / "emptyclass" / "train" / "fox").mkdir()
+    (t / "emptyclass" / "val" / "fox").mkdir()
+    make_folder(t / "mismatch", per_class=2, val_per_class=1)
+    (t / "mismatch" / "val" / "eel").rename(t / "mismatch" / "val" / "emu")
+    make_folder(t / "noval", per_class=2, val_per_class=1)
+    for f in (t / "noval" / "val").rglob("*.jpg"):
+        f.unlink()
+    for d in sorted((t / "noval" / "val").iterdir()):
+        d.rmdir()
+    (t / "noval" / "val").rmdir()
+    (t / "shards").mkdir()
+    _tar(t / "shards" / "train-0.tar", [("a.png", _png()), ("a.cls", b"cat")])
+    _tar(t / "shards" / "val-0.tar", [("a.png", _png()), ("a.cls", b"1")])
 
 
 CASES = [
@@ -79,7 +101,38 @@ CASES = [
      "the builder returned dict, not a Module"),
     ("model-keras-wrong-type", [*TRAIN, "--backend", "keras", "--model", "tests.helpers.mymodel:build",
                                 "--out", "{t}/new"], "the builder returned Sequential, not a Model"),
-    ("dataset-unknown", [*TRAIN[:-4], "--dataset", "{t}/data.csv", "--out", "{t}/new"], "or a path ending in .npz"),
+    ("dataset-unknown", [*TRAIN[:-4], "--dataset", "data.csv", "--out", "{t}/new"],
+     "a path ending in .npz, an image folder"),
+    ("dataset-missing-path", [*TRAIN[:-4], "--dataset", "{t}/nowhere/imagenet", "--out", "{t}/new"],
+     "--dataset: no such file or directory"),
+    ("images-empty-class", [*TRAIN[:-4], "--dataset", "{t}/emptyclass", "--out", "{t}/new"], "fox has no images"),
+    ("images-class-mismatch", [*TRAIN[:-4], "--dataset", "{t}/mismatch", "--out", "{t}/new"], "different classes"),
+    ("images-no-val", [*TRAIN[:-4], "--dataset", "{t}/noval", "--out", "{t}/new"], "has no val/ folder"),
+    ("images-not-a-folder-of-classes", [*TRAIN[:-4], "--dataset", "{t}/run", "--out", "{t}/new"],
+     "has no train/ folder"),
+    ("shards-no-match", [*TRAIN[:-4], "--dataset", "{t}/shards/train-{{5..9}}.tar", "--out", "{t}/new"],
+     "no shard matches"),
+    ("shards-cls-not-int", [*TRAIN[:-4], "--dataset", "{t}/shards/train-*.tar", "--out", "{t}/new"],
+     "is not a class index"),
+    ("shards-no-val-name", [*TRAIN[:-4], "--dataset", "{t}/shards/*.tar", "--out", "{t}/new"],
+     "must contain 'train'"),
+    ("images-size", [*TRAIN[:-4], "--dataset", "{t}/imgs", "--image-size", "0", "--out", "{t}/new"],
+     "--image-size must be >= 1"),
+    ("images-workers", [*TRAIN[:-4], "--dataset", "{t}/imgs", "--data-workers", "-1", "--out", "{t}/new"],
+     "--data-workers must be >= 0"),
+    ("images-crop-area", [*TRAIN[:-4], "--dataset", "{t}/imgs", "--min-crop-area", "0", "--out", "{t}/new"],
+     "--min-crop-area must be in (0, 1]"),
+    ("images-bad-policy", [*TRAIN[:-4], "--dataset", "{t}/imgs", "--bad-images", "ignore", "--out", "{t}/new"],
+     "invalid choice"),
+    ("data-export-exists", ["data", "export", "fashion-mnist", "{t}/run"], "exists and is not empty"),
+    ("data-export-format", ["data", "export", "fashion-mnist", "{t}/new", "--format", "gif"], "invalid choice"),
+    ("data-shard-not-a-folder", ["data", "shard", "{t}/run", "--out", "{t}/new", "--images-per-shard", "2"],
+     "has no train/ folder"),
+    ("data-shard-zero", ["data", "shard", "{t}/imgs", "--out", "{t}/new", "--images-per-shard", "0"],
+     "--images-per-shard must be >= 1"),
+    ("data-shard-out-exists", ["data", "shard", "{t}/imgs", "--out", "{t}/run", "--images-per-shard", "2"],
+     "exists and is not empty"),
+    ("data-photos-count", ["data", "photos", "{t}/new", "--classes", "0"], "--classes must be >= 1"),
     ("dataset-missing-file", [*TRAIN[:-4], "--dataset", "{t}/none.npz", "--out", "{t}/new"], "cannot read"),
     ("dataset-missing-array", [*TRAIN[:-4], "--dataset", "{t}/nolabels.npz", "--out", "{t}/new"],
      "missing array(s) y_test"),

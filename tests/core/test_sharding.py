@@ -54,3 +54,31 @@ def test_bad_arguments(kwargs, match):
 
 def test_batches_drop_the_tail():
     assert batches(np.arange(10), 3).tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=12), k=st.integers(1, 6), epoch=st.integers(0, 5))
+def test_shard_level_split_gives_each_rank_its_own_shards_and_the_same_count(sizes, k, epoch):
+    from harness.sharding import shard_level_indices
+
+    shard_of = np.repeat(np.arange(len(sizes)), sizes)
+    if len(sizes) < k:
+        with pytest.raises(ValueError, match="every rank needs a shard"):
+            shard_level_indices(shard_of, epoch=epoch, seed=0, consumed=0, rank=0, world_size=k)
+        return
+    parts = [shard_level_indices(shard_of, epoch=epoch, seed=0, consumed=0, rank=r, world_size=k) for r in range(k)]
+    assert len({len(p) for p in parts}) == 1 and len(parts[0]) >= min(sizes)
+    shards = [set(shard_of[p].tolist()) for p in parts]
+    assert all(not (a & b) for i, a in enumerate(shards) for b in shards[i + 1:])  # no shard read by two ranks
+    union = np.concatenate(parts)
+    assert len(np.unique(union)) == len(union)
+
+
+def test_shard_level_split_resumes_after_the_consumed_prefix_and_changes_by_epoch():
+    from harness.sharding import shard_level_indices
+
+    shard_of = np.repeat(np.arange(6), 10)
+    whole = shard_level_indices(shard_of, epoch=0, seed=1, consumed=0, rank=1, world_size=2)
+    np.testing.assert_array_equal(shard_level_indices(shard_of, epoch=0, seed=1, consumed=8, rank=1, world_size=2),
+                                  whole[4:])
+    assert not np.array_equal(whole, shard_level_indices(shard_of, epoch=1, seed=1, consumed=0, rank=1, world_size=2))

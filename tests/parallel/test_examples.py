@@ -31,3 +31,18 @@ def test_example_keeps_ranks_in_sync_and_follows_the_recipe_lr(tmp_path, launche
         assert (tmp_path / "history.csv").read_text().count("\n") == 1 + int(recipe.epochs)
     else:
         assert "epoch 2: loss" in proc.output
+
+
+def test_the_image_example_reads_a_folder_with_the_pipeline_and_keeps_ranks_in_sync(tmp_path, launched):
+    from tests.runtime.test_images import make_folder
+
+    folder = make_folder(tmp_path / "imgs", per_class=16, val_per_class=3)
+    proc = launched([*HOROVODRUN, sys.executable, str(ROOT / "examples" / "torch_images.py"), "--data", str(folder),
+                     "--out", str(tmp_path / "out")], timeout=120)
+    assert proc.returncode == 0, proc.output
+    ranks = [json.loads((tmp_path / "out" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
+    recipe = Recipe.from_dict(ranks[0]["recipe"])
+    assert recipe.dataset_size == 48 and recipe.total_steps == 2 * 48 // 16
+    np.testing.assert_allclose(ranks[0]["lrs"], recipe.lr(np.arange(recipe.total_steps)), rtol=1e-6)
+    assert ranks[0]["validated"] == 9 and "epoch 1: loss" in proc.output  # every val image once, over both ranks
