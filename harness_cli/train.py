@@ -53,7 +53,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-size", type=int, default=224, metavar="S", help="side of the square crops (default 224)")
     g.add_argument("--data-workers", type=int, metavar="N",
                    help="decode processes per rank (default: the rank's share of the host's CPUs minus its "
-                        "threads, at least 1; 0: decode in the rank)")
+                        "threads, or minus one on a GPU; at least 1; 0: decode in the rank)")
     g.add_argument("--bad-images", choices=("stop", "skip"), default="stop",
                    help="an undecodable image: stop naming it (default), or skip it and count it")
     g.add_argument("--min-crop-area", type=float, default=0.08, metavar="F",

@@ -8,8 +8,13 @@
 #      .device-work/site, used through PYTHONPATH over the machine's own torch; then one process without
 #      a launcher (Gloo's single-process context) must init, see NCCL built, and allreduce on the GPU;
 #   2. tests: tests/backends/test_*cuda*.py and tests/bench/test_*cuda*.py -> $OUT/pytest.txt, pytest.xml;
-#   3. bench: harness vs plain torch images/s, ResNet-50 on synthetic data, k = 1: fp32, bf16 and
-#      bf16 + channels-last -> $OUT/throughput.csv (one row per configuration);
+#   3. bench: harness vs plain torch images/s, ResNet-50 on synthetic data, k = 1, bf16 + channels-last
+#      -> $OUT/throughput.csv (one row per configuration; DEVICE_CHECK_BENCH_CONFIGS="fp32:no bf16:no
+#      bf16:yes" runs the three of results/device-check/throughput.csv);
+#   4. images: `harness data photos` (ImageNet-sized JPEGs from the photograph carried in .device/), then
+#      `harness train` of ResNet-50 from that folder on the GPU (bf16, channels-last, uint8 batches from
+#      pinned memory on the copy stream) with DEVICE_CHECK_IMAGE_WORKERS decode workers (default "4 14")
+#      -> $OUT/images.csv: data-wait share, pipeline and compute images/s, end-to-end images/s;
 #   and $OUT/env.txt: nvidia-smi, Python, torch, CUDA, cuDNN and NCCL versions, the build's log tail.
 # Each phase has a timeout within one overall budget (printed first); a phase that fails or times out is
 # reported and the next one runs. Exit status 1 if any phase failed.
@@ -20,8 +25,9 @@
 # A rerun on the same machine reuses the build in .device-work/ when nothing it depends on changed.
 # DEVICE_CHECK_DRY=1 prints the plan (Python, torch build, nvcc, NCCL, build variables, tests, bench
 # configurations, budgets) as key=value lines and runs nothing. Knobs: OUT, PYTHON, DEVICE_CHECK_TOTAL_S
-# (570), DEVICE_CHECK_BUILD_S (270), DEVICE_CHECK_TESTS_S (150), DEVICE_CHECK_BENCH_S (50 per
-# configuration), DEVICE_CHECK_BATCH (128), DEVICE_CHECK_CC (compute capability, e.g. 90); and, to try
+# (570), DEVICE_CHECK_BUILD_S (240), DEVICE_CHECK_TESTS_S (150), DEVICE_CHECK_BENCH_S (50 per
+# configuration), DEVICE_CHECK_IMAGES_S (45 per worker count, + 30 to generate the photos),
+# DEVICE_CHECK_IMAGE_SIZE (224), DEVICE_CHECK_BATCH (128), DEVICE_CHECK_CC (compute capability, e.g. 90); and, to try
 # the whole flow on a machine without a GPU: DEVICE_CHECK_GPU_OPERATIONS= (empty: build without NCCL
 # and check on CPU tensors), DEVICE_CHECK_DEVICE=cpu, DEVICE_CHECK_MODEL=resnet-small, DEVICE_PACK,
 # DEVICE_WORK (where the pack is read and the build kept).
@@ -32,9 +38,12 @@ PACK=${DEVICE_PACK:-$ROOT/.device}
 WORK=${DEVICE_WORK:-$ROOT/.device-work}
 OUT=${OUT:-$ROOT/runs/device-check}
 TOTAL_S=${DEVICE_CHECK_TOTAL_S:-570}
-BUILD_S=${DEVICE_CHECK_BUILD_S:-270}
+BUILD_S=${DEVICE_CHECK_BUILD_S:-240}
 TESTS_S=${DEVICE_CHECK_TESTS_S:-150}
 BENCH_S=${DEVICE_CHECK_BENCH_S:-50}
+IMAGES_S=${DEVICE_CHECK_IMAGES_S:-45}
+IMAGE_SIZE=${DEVICE_CHECK_IMAGE_SIZE:-224}
+read -r -a IMAGE_WORKERS <<<"${DEVICE_CHECK_IMAGE_WORKERS:-4 14}"
 BATCH=${DEVICE_CHECK_BATCH:-128}
 GPU_OPS=${DEVICE_CHECK_GPU_OPERATIONS-NCCL}
 DEVICE=${DEVICE_CHECK_DEVICE:-cuda}
@@ -44,14 +53,16 @@ MODEL=${DEVICE_CHECK_MODEL:-resnet50}
 # those the machine lacks are installed.
 WHEELHOUSE_MODULES=(pytest:pytest pluggy:pluggy iniconfig:iniconfig pygments:Pygments packaging:packaging
   cloudpickle:cloudpickle psutil:psutil tabulate:tabulate tqdm:tqdm setuptools:setuptools wheel:wheel
-  yaml:PyYAML cffi:cffi pycparser:pycparser)
+  yaml:PyYAML cffi:cffi pycparser:pycparser PIL:pillow)
 # Horovod's setup.py asks setuptools for these at build time (setup_requires); without a network they
 # must be installed first. Compiled ones come for each CPython the device may have.
-BINARY_WHEELS=(PyYAML cffi)
+BINARY_WHEELS=(PyYAML cffi pillow)
 BINARY_PYTHONS=(3.10 3.11 3.12 3.13)
 BUILD_FLAGS=(HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITH_GLOO=1
   HOROVOD_WITHOUT_MXNET=1 ${GPU_OPS:+HOROVOD_GPU_OPERATIONS=$GPU_OPS})
-BENCH_CONFIGS=("fp32 no" "bf16 no" "bf16 yes")
+BENCH_CONFIGS=()
+for config in ${DEVICE_CHECK_BENCH_CONFIGS-bf16:yes}; do BENCH_CONFIGS+=("${config/:/ }"); done
+PHOTO=grace_hopper.jpg  # the photograph matplotlib ships, carried in .device/ for `harness data photos`
 
 say() { printf '[device-check] %s\n' "$*"; }
 die() { printf '[device-check] error: %s\n' "$*" >&2; exit 1; }
@@ -72,6 +83,9 @@ pack() {
     version=$(grep -i -m1 "^$name==" "$ROOT/requirements/lock.txt" | cut -d= -f3)
     wheels+=("$name${version:+==$version}")
   done
+  local photo
+  photo=$("$ROOT/.venv/bin/python" -c 'import matplotlib, os; print(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))') &&
+    cp "$photo" "$PACK/$PHOTO" || die "could not copy matplotlib's $PHOTO into $PACK"
   # Pure-Python wheels, and psutil's abi3 wheel (any CPython >= 3.6 on manylinux x86-64).
   $pip download -q --no-deps --only-binary :all: -d "$PACK/wheels" "${wheels[@]}" || die "could not download: ${wheels[*]}"
   local python binary=()
@@ -80,9 +94,15 @@ pack() {
     binary+=("$name${version:+==$version}")
   done
   for python in "${BINARY_PYTHONS[@]}"; do
-    $pip download -q --no-deps --only-binary :all: --implementation cp --python-version "$python" \
-      --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-      -d "$PACK/wheels" "${binary[@]}" || die "could not download ${binary[*]} for CPython $python"
+    for entry in "${binary[@]}"; do
+      # The locked version, else the newest for that CPython (Pillow 13 has no wheel for 3.10).
+      $pip download -q --no-deps --only-binary :all: --implementation cp --python-version "$python" \
+        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+        -d "$PACK/wheels" "$entry" 2>/dev/null ||
+      $pip download -q --no-deps --only-binary :all: --implementation cp --python-version "$python" \
+        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+        -d "$PACK/wheels" "${entry%%==*}" || die "could not download ${entry%%==*} for CPython $python"
+    done
   done
   say "packed $(du -sh "$PACK" | cut -f1) in $PACK (carry .device; the device tool carries at most 64 MiB):"
   find "$PACK" -type f | sort | sed "s|^$PACK/|  |"
@@ -152,7 +172,8 @@ plan() {
     read -r precision cl <<<"$config"
     echo "bench=$MODEL device=$DEVICE precision=$precision channels_last=$cl per_worker_batch=$BATCH"
   done
-  echo "budget_s=build:$BUILD_S tests:$TESTS_S bench:$((BENCH_S * ${#BENCH_CONFIGS[@]})) total:$TOTAL_S"
+  echo "images=$MODEL device=$DEVICE precision=bf16 channels_last=yes per_worker_batch=$BATCH data_workers=${IMAGE_WORKERS[*]}"
+  echo "budget_s=build:$BUILD_S tests:$TESTS_S bench:$((BENCH_S * ${#BENCH_CONFIGS[@]})) images:$((IMAGES_S * ${#IMAGE_WORKERS[@]} + 30)) total:$TOTAL_S"
   echo "out=$OUT"
 }
 
@@ -288,6 +309,40 @@ EOF
   return $rc
 }
 
+phase_images() {
+  local photos=$WORK/photos workers name rc=0
+  echo "model,precision,channels_last,per_worker_batch,data_workers,steps,images_per_s_compute,images_per_s_end_to_end,data_wait_share,pipeline_images_per_s_per_rank,compute_images_per_s_per_rank,input_bound" >"$OUT/images.csv"
+  if [ ! -d "$photos/train" ]; then
+    rm -rf "$photos"
+    (cd "$ROOT" && inpy -m harness_cli data photos "$photos" --classes 10 --images-per-class 256 --val-per-class 20 \
+      --photo "$PACK/$PHOTO") || die "could not generate the photo folder"
+  fi
+  for workers in "${IMAGE_WORKERS[@]}"; do
+    name=images-w$workers
+    say "train $MODEL from $photos with $workers decode workers (at most $IMAGES_S s)"
+    (cd "$ROOT" && timeout --kill-after=5 "$IMAGES_S" env PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m harness_cli \
+      train --backend torch --model "$MODEL" --preset goyal2017-resnet50 --device "$DEVICE" --precision bf16 \
+      --channels-last --dataset "$photos" --image-size "$IMAGE_SIZE" --per-worker-batch "$BATCH" \
+      --data-workers "$workers" --max-steps 50 \
+      --out "$WORK/train/$name" --overwrite) >"$OUT/$name.txt" 2>&1 || {
+      rc=1; tail -5 "$OUT/$name.txt"; continue; }
+    "$PY" - "$WORK/train/$name" "$MODEL" "$BATCH" "$workers" >>"$OUT/images.csv" <<'EOF' || rc=1
+import json, sys
+run = sys.argv[1]
+s = json.load(open(f"{run}/summary.json"))
+steps = [r for r in map(json.loads, open(f"{run}/records.jsonl")) if r["kind"] == "step"][s["timing_skip"]:]
+end_to_end = sum(r["images"] for r in steps) / sum(r["step_time_s"] + r["data_wait_s"] for r in steps)
+i = s["input"]
+print(f"{sys.argv[2]},bf16,yes,{sys.argv[3]},{sys.argv[4]},{s['steps']},{s['images_per_second']:.1f},{end_to_end:.1f},"
+      f"{i['data_wait_share']:.4f},{i['pipeline_images_per_s_per_rank']:.1f},{i['compute_images_per_s_per_rank']:.1f},"
+      f"{i['input_bound']}")
+EOF
+    tail -1 "$OUT/$name.txt"
+  done
+  cat "$OUT/images.csv"
+  return $rc
+}
+
 write_env() {
   local nvcc
   {
@@ -324,12 +379,13 @@ main() {
   if [ "${DEVICE_CHECK_DRY:-0}" = 1 ]; then plan; return 0; fi
   [ -n "$PY" ] || die "no python with torch found (set PYTHON)"
   mkdir -p "$OUT" "$WORK"
-  say "budget: build <= $BUILD_S s, tests <= $TESTS_S s, bench <= ${#BENCH_CONFIGS[@]} x $BENCH_S s, all <= $TOTAL_S s; results in $OUT"
+  say "budget: build <= $BUILD_S s, tests <= $TESTS_S s, bench <= ${#BENCH_CONFIGS[@]} x $BENCH_S s, images <= ${#IMAGE_WORKERS[@]} x $IMAGES_S s + 30, all <= $TOTAL_S s; results in $OUT"
   plan | sed 's/^/  /'
   write_env
   run_phase build "$BUILD_S" phase_build
   run_phase tests "$TESTS_S" phase_tests
-  run_phase bench $((BENCH_S * ${#BENCH_CONFIGS[@]})) phase_bench
+  [ "${#BENCH_CONFIGS[@]}" -eq 0 ] || run_phase bench $((BENCH_S * ${#BENCH_CONFIGS[@]})) phase_bench
+  run_phase images $((IMAGES_S * ${#IMAGE_WORKERS[@]} + 30)) phase_images
   append_build_env
   say "done in $SECONDS s:"
   printf '  %s\n' "${STATUS[@]}"

@@ -38,7 +38,8 @@ class DataConfig:
         test_size: evaluate on the first N test images (None: all); evenly spaced ones of images.
         image_size: images: S, the side of the square the network sees.
         data_workers: images: decode processes per rank (None: the rank's share of its host's CPUs
-            minus its compute threads, at least 1; 0: decode in the rank itself).
+            minus its compute threads, or minus one when it computes on a GPU; at least 1; 0: decode
+            in the rank itself; :func:`harness.runtime.pipeline.default_data_workers`).
         bad_images: images: ``"stop"`` at an undecodable image (naming it) or ``"skip"`` it and count it.
         min_crop_area: images: the smallest random-resized-crop window, a fraction of the image's area.
         eval_crop_fraction: images: the evaluation centre crop's side over the short side.

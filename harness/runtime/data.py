@@ -21,7 +21,7 @@ def synthetic_for(model: str, *, seed: int, train_size: int | None = None) -> Da
                      input_shape=(3, 224, 224) if big else (1, 28, 28), num_classes=1000 if big else 10, seed=seed)
 
 
-def load_data(config: DataConfig, *, model: str, seed: int, threads: int = 1):
+def load_data(config: DataConfig, *, model: str, seed: int, threads: int = 1, gpu: bool = False):
     """Load ``config.source`` and cut it to ``train_size``/``test_size``.
 
     Args:
@@ -29,6 +29,7 @@ def load_data(config: DataConfig, *, model: str, seed: int, threads: int = 1):
         model: the model name (sizes synthetic data).
         seed: seeds synthetic data, and an image source's shuffle and crops.
         threads: the rank's compute threads (sizes an image source's default decode workers).
+        gpu: the rank computes on a GPU (its compute threads then leave the other cores to decoding).
 
     Returns:
         A :class:`harness.datasets.Dataset` (arrays), or an :class:`harness.runtime.pipeline.ImageSource`
@@ -40,7 +41,7 @@ def load_data(config: DataConfig, *, model: str, seed: int, threads: int = 1):
             naming the file and the problem).
     """
     if is_image_source(config.source):
-        return open_images(config, seed=seed, threads=threads)
+        return open_images(config, seed=seed, threads=threads, gpu=gpu)
     if config.source == "synthetic":
         data = synthetic_for(model, seed=seed)
     elif config.source == "fashion-mnist":
@@ -69,7 +70,7 @@ def is_image_source(source: str) -> bool:
     return is_shard_pattern(source) or (source not in BUILTIN and not source.endswith(".npz") and os.path.isdir(source))
 
 
-def open_images(config: DataConfig, *, seed: int, threads: int = 1):
+def open_images(config: DataConfig, *, seed: int, threads: int = 1, gpu: bool = False):
     """An :class:`~harness.runtime.pipeline.ImageSource` over ``config.source`` (its workers started).
 
     Raises:
@@ -82,5 +83,5 @@ def open_images(config: DataConfig, *, seed: int, threads: int = 1):
     train, val = train.subset(config.train_size), val.subset(config.test_size)
     augment = Augment(image_size=config.image_size, channels=infer_channels(train), min_crop_area=config.min_crop_area,
                       eval_crop_fraction=config.eval_crop_fraction, flip=config.flip)
-    workers = default_data_workers(threads) if config.data_workers is None else config.data_workers
+    workers = default_data_workers(threads, gpu=gpu) if config.data_workers is None else config.data_workers
     return ImageSource(train, val, augment=augment, seed=seed, data_workers=workers, bad_images=config.bad_images)

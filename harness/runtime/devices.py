@@ -8,6 +8,8 @@ exactly one GPU visible to every rank: that one is the rank's, whatever its loca
 
 from __future__ import annotations
 
+import glob
+import os
 import socket
 
 from harness.runtime.config import DEVICES, check_choice
@@ -63,3 +65,17 @@ def check_bf16_native(capability: tuple[int, int] | None, name: str) -> None:
         major, minor = capability
         raise ConfigError(f"precision bf16: {name} (compute capability {major}.{minor}) only emulates bfloat16, "
                           "slower than fp32; use fp16 (loss scaling) or fp32 there", local=True, fields=("precision",))
+
+
+def gpus_visible() -> bool:
+    """Whether this process will see an NVIDIA GPU, without importing a framework: a device node
+    (``/dev/nvidia0``...) and a ``CUDA_VISIBLE_DEVICES`` that does not hide them all."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.strip() in ("", "-1", "none", "NoDevFiles"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def computes_on_gpu(device: str) -> bool:
+    """Whether a run asking for ``device`` (``auto``, ``cpu``, ``cuda``) computes on a GPU."""
+    return device == "cuda" or (device == "auto" and gpus_visible())

@@ -166,10 +166,10 @@ def make_photo_folder(out: str | Path, *, classes: int = 10, images_per_class: i
                       seed: int = 0, photo: str | Path | None = None, quality: int = 90) -> dict:
     """Generate an ImageNet-like image folder for measuring decode and augmentation speed.
 
-    Each image is a random window (35-100% of the side, random position, a random flip) of one real
-    photograph (``photo``, default matplotlib's), colour-shifted per image, resized to an ImageNet-like
-    size (width 400-500, height 300-375, the median ImageNet image is 500×375) and saved as a JPEG at
-    ``quality``. The labels carry no signal: the folder is for speed, not accuracy.
+    Each image is a random window of one real photograph (``photo``, default matplotlib's 512×600
+    portrait) at an ImageNet-like size (width 400-500, height 300-375; the median ImageNet image is
+    500×375), cut at the photograph's own resolution, flipped at random, colour-shifted per image and
+    saved as a JPEG at ``quality``. The labels carry no signal: the folder is for speed, not accuracy.
 
     Returns:
         ``{"train": count, "val": count, "bytes_per_image": mean JPEG size}``.
@@ -203,15 +203,15 @@ def make_photo_folder(out: str | Path, *, classes: int = 10, images_per_class: i
 
 
 def _variant(base, rng: np.random.Generator):
-    """One generated image: a window of ``base``, flipped, colour-shifted, at an ImageNet-like size."""
+    """One generated image: a window of ``base`` at its own resolution (no resampling, so the photograph's
+    detail and JPEG size stay), at an ImageNet-like size where ``base`` is large enough, flipped and
+    colour-shifted."""
     from PIL import Image, ImageOps
 
     w, h = base.size
-    side = rng.uniform(0.35, 1.0)
-    cw, ch = int(w * side), int(h * side)
+    cw, ch = min(w, int(rng.integers(400, 501))), min(h, int(rng.integers(300, 376)))
     left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    size = (int(rng.integers(400, 501)), int(rng.integers(300, 376)))
-    image = base.resize(size, Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
+    image = base.crop((left, top, left + cw, top + ch))
     if rng.random() < 0.5:
         image = ImageOps.mirror(image)
     gains = rng.uniform(0.8, 1.2, size=3)

@@ -274,11 +274,17 @@ class ImageSource:
         self.close()
 
 
-def default_data_workers(threads: int) -> int:
-    """Decode processes per rank: the rank's share of its host's CPUs minus its compute threads, at least 1."""
+def default_data_workers(threads: int, *, gpu: bool = False) -> int:
+    """Decode processes per rank: the rank's share of its host's CPUs minus its compute threads, at least 1.
+
+    On a GPU the model computes on the device and the rank needs one core to drive it, so its share
+    less one (16 cores and 8 GPU ranks: 1 decode worker each; 16 cores and 1 GPU rank: 15). The share
+    is the CPUs this process may run on (its affinity) over the ranks on this host (the launcher's
+    local size).
+    """
     from harness.runtime.records import usable_cpus
 
     local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
-    return max(1, usable_cpus() // local - threads)
+    return max(1, usable_cpus() // local - (1 if gpu else threads))
 
 

@@ -21,6 +21,7 @@ from harness.recipe import Recipe
 from harness.runtime.checkpoint import CHECKPOINT, load_checkpoint, resume_problem
 from harness.runtime.config import RecipeSpec, RunConfig
 from harness.runtime.data import load_data
+from harness.runtime.devices import computes_on_gpu
 from harness.runtime.engine import Engine
 from harness.runtime.errors import ConfigError, RunFailure
 from harness.runtime.faults import describe_failures, describe_lost_peers, is_peer_shutdown, parse_fault, read_failures
@@ -129,7 +130,9 @@ def run_training(config: RunConfig, spec: RecipeSpec, make_engine: Callable[...,
                           "with harness.runtime.launch.elastic_launch_command", fields=("elastic",))
     model = resolve_model(config.model)
     threads = config.threads or default_threads()
-    source = as_source(load_data(config.data, model=config.model, seed=config.seed, threads=threads), seed=config.seed)
+    data = load_data(config.data, model=config.model, seed=config.seed, threads=threads,
+                     gpu=computes_on_gpu(config.device))
+    source = as_source(data, seed=config.seed)
     try:
         return _train(config, spec, make_engine, model, source, threads)
     finally:

@@ -168,3 +168,41 @@ def test_two_gpu_ranks_stay_in_sync(tmp_path, launched, precision):
     assert proc.returncode == 0, proc.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ranks_in_sync"] and summary["device"]["type"] == "cuda" and summary["precision"] == precision
+
+
+def test_uint8_images_cross_as_bytes_and_are_normalised_on_the_copy_stream():
+    from backends.torch.engine import TorchEngine
+    from harness.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
+    from harness.recipe import Recipe
+
+    engine = TorchEngine(threads=1, device="cuda", precision="bf16", channels_last=True)
+    recipe = Recipe(per_worker_batch=16, dataset_size=16 * 20, epochs=1.0, warmup="none", decay="none")
+    engine.build(recipe, model="resnet-small", input_shape=(3, 32, 32), num_classes=10, seed=0,
+                 input_normalization=(IMAGENET_MEAN, IMAGENET_STD))
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 16)
+    prepared = engine.prepare([(x, y)])
+    assert prepared.ready is not None  # copy and normalisation queued on the engine's own stream
+    images = prepared[0][0]
+    assert images.device.type == "cuda" and images.dtype == torch.float32
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    torch.cuda.synchronize()
+    np.testing.assert_allclose(images.cpu().numpy(), normalize(x, IMAGENET_MEAN, IMAGENET_STD), rtol=1e-6, atol=1e-6)
+    assert np.isfinite(float(engine.train_step(prepared)))
+
+
+def test_training_from_an_image_folder_on_cuda_records_the_wait_for_data(tmp_path):
+    from tests.runtime.test_images import make_folder
+
+    folder = make_folder(tmp_path / "imgs", per_class=32, val_per_class=4)
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "harness_cli", "train", "--device", "cuda", "--precision", "bf16", "--channels-last",
+            "--model", "resnet-small", "--dataset", str(folder), "--image-size", "32", "--data-workers", "2",
+            "--per-worker-batch", "16", "--epochs", "4", "--max-steps", "12", "--out", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["device"]["type"] == "cuda" and summary["steps"] == 12
+    assert summary["input"]["data_workers"] == 2 and summary["input"]["pipeline_images_per_s_per_rank"] > 0
+    assert 0 < summary["test_accuracy"] <= 1 and summary["channels_last"] is True

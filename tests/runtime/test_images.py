@@ -258,3 +258,16 @@ def test_generated_photos_are_imagenet_like_jpegs(tmp_path):
         assert img.format == "JPEG" and 400 <= img.width <= 500 and 300 <= img.height <= 375
     with pytest.raises(ConfigError, match="exists and is not empty"):
         make_photo_folder(tmp_path / "p")
+
+
+def test_default_decode_workers_are_the_ranks_share_of_cores_less_its_compute(monkeypatch):
+    from harness.runtime.pipeline import default_data_workers
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("HOROVOD_LOCAL_SIZE", "1")
+    monkeypatch.delenv("OMPI_COMM_WORLD_LOCAL_SIZE", raising=False)
+    assert default_data_workers(1) == max(1, cores - 1)
+    assert default_data_workers(cores) == 1  # never fewer than one
+    assert default_data_workers(cores, gpu=True) == max(1, cores - 1)  # on a GPU the compute threads idle
+    monkeypatch.setenv("HOROVOD_LOCAL_SIZE", str(cores))
+    assert default_data_workers(1, gpu=True) == 1

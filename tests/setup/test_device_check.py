@@ -54,17 +54,22 @@ def test_dry_run_plans_an_nccl_build_for_this_gpu_only(tmp_path):
     assert not (site / "nvidia/nccl/lib/libnccl.so").exists() and not (tmp_path / "out").exists()  # dry: no changes
 
 
-def test_dry_run_runs_every_cuda_test_and_three_resnet50_configurations_in_budget(tmp_path):
+def test_dry_run_runs_every_cuda_test_a_resnet50_bench_and_the_image_pipeline_in_budget(tmp_path):
     site, cuda = gpu_machine(tmp_path)
     plan, bench = dry_run(PYTHONPATH=str(site), CUDA_HOME=str(cuda))
     expected = sorted(str(p.relative_to(ROOT)) for pattern in ("tests/backends/test_*cuda*.py", "tests/bench/test_*cuda*.py")
                       for p in ROOT.glob(pattern))
     assert sorted(plan["tests"].split()) == expected
     assert {"tests/backends/test_torch_cuda.py", "tests/backends/test_torch_cuda_engine.py"} <= set(expected)
-    assert bench == [f"resnet50 device=cuda precision={p} channels_last={cl} per_worker_batch=128"
-                     for p, cl in (("fp32", "no"), ("bf16", "no"), ("bf16", "yes"))]
+    assert bench == ["resnet50 device=cuda precision=bf16 channels_last=yes per_worker_batch=128"]
+    assert plan["images"] == "resnet50 device=cuda precision=bf16 channels_last=yes per_worker_batch=128 data_workers=4 14"
     budget = dict(part.split(":") for part in plan["budget_s"].split())
-    assert int(budget["build"]) + int(budget["tests"]) + int(budget["bench"]) <= int(budget["total"]) <= 580
+    phases = ("build", "tests", "bench", "images")
+    assert sum(int(budget[phase]) for phase in phases) <= int(budget["total"]) <= 580
+    _, three = dry_run(PYTHONPATH=str(site), CUDA_HOME=str(cuda), DEVICE_CHECK_BENCH_CONFIGS="fp32:no bf16:no bf16:yes")
+    assert [b.split()[2:4] for b in three] == [["precision=fp32", "channels_last=no"],
+                                               ["precision=bf16", "channels_last=no"],
+                                               ["precision=bf16", "channels_last=yes"]]
     if not shutil.which("nvidia-smi"):
         assert "HOROVOD_BUILD_CUDA_CC_LIST=90" in plan["build_env"]  # the H200's sm_90 when nothing says otherwise
 
