@@ -364,7 +364,7 @@ EOF
 append_build_env() {
   {
     echo "# horovod"
-    inpy -c 'import horovod.torch as hvd; print("horovod", hvd.__version__, "gloo", hvd.gloo_built(), "nccl", hvd.nccl_built(), "mpi", hvd.mpi_built())' 2>&1
+    inpy -c 'import horovod, horovod.torch as hvd; print("horovod", horovod.__version__, "gloo", hvd.gloo_built(), "nccl", hvd.nccl_built(), "mpi", hvd.mpi_built())' 2>&1
     echo "# build log tail"
     tail -40 "$OUT/build.log" 2>/dev/null
     echo "# phases"
