@@ -1,5 +1,6 @@
 """``harness bench throughput|allreduce``: flags → a benchmark job (:mod:`benchmarks.jobs`), run on this rank
-or, with ``--np``, written to ``OUT/job.json`` and launched as ``python -m harness.runtime.worker``."""
+or, with ``--np``, written to ``OUT/job.json`` and launched as ``python -m harness.runtime.worker``.
+``harness bench input``: the input pipeline against tf.data on one host (:mod:`benchmarks.input`)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,35 @@ def worker(args: argparse.Namespace) -> list[str]:
     if problem:
         raise ConfigError(problem, fields=("out", "overwrite"))
     return worker_command(write_job(job, job.out / JOB))
+
+
+def input_bench(args: argparse.Namespace) -> int:
+    """``harness bench input``: measure, write ``input.csv`` and ``summary.json``, print the table."""
+    from benchmarks.input import InputBench, render_table, run_bench, write_results
+    from harness.runtime.records import environment, usable_cpus
+
+    config = InputBench(dataset=args.dataset, out=Path(args.out), data_workers=args.data_workers, images=args.images,
+                        image_size=args.image_size, pipelines=tuple(p for p in args.pipelines.split(",") if p),
+                        overwrite=args.overwrite)
+    problem = prepare_out_dir(config.out, config.overwrite)
+    if problem:
+        raise ConfigError(problem, fields=("out", "overwrite"))
+    rows = run_bench(config)
+    path = write_results(config, rows, {**environment(), "usable_cpus": usable_cpus()})
+    print(render_table(rows))
+    print(f"input: {path}")
+    return 0
+
+
+def _worker_counts(text: str) -> tuple[int, ...]:
+    """``1,2,4`` or ``1..8`` (every count from 1 to 8)."""
+    try:
+        if ".." in text:
+            first, last = (int(v) for v in text.split(".."))
+            return tuple(range(first, last + 1))
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N,N,... or A..B, got {text!r}") from None
 
 
 def _knob_flags(parser: argparse.ArgumentParser) -> None:
@@ -121,3 +151,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ar.add_argument("--overwrite", action="store_true")
     add_launch_arguments(ar)
     ar.set_defaults(func=run, worker=worker)
+    ip = bsub.add_parser("input", help="the input pipeline's images/s per core against tf.data (the MLPerf "
+                                       "reference's decode_and_crop_jpeg input) on the same files")
+    ip.add_argument("--dataset", required=True, metavar="DIR|'PATTERN.tar'", help="an image folder or tar shards")
+    ip.add_argument("--data-workers", type=_worker_counts, default=(1,), metavar="N,N|A..B",
+                    help="decode workers (processes; tf.data: threads) per measurement, e.g. 1,2,4 or 1..16 (default 1)")
+    ip.add_argument("--images", type=int, default=1024, help="training crops decoded per measurement (default 1024)")
+    ip.add_argument("--image-size", type=int, default=224, metavar="S")
+    ip.add_argument("--pipelines", default="harness,tfdata,tfdata-default,decode",
+                    help="harness (this project's), tfdata (MLPerf's, W threads), tfdata-default (its AUTOTUNE "
+                         "defaults), decode (Pillow's full decode alone); default: all")
+    ip.add_argument("--out", required=True, metavar="DIR")
+    ip.add_argument("--overwrite", action="store_true")
+    ip.set_defaults(func=input_bench)

@@ -332,7 +332,9 @@ def decode(data: bytes, name: str, augment: Augment, *, train: bool, seed: int, 
     try:
         with Image.open(io.BytesIO(data)) as img:
             crop = augment.crop(train=train, seed=seed, epoch=epoch, index=index, width=img.width, height=img.height)
-            img = img.convert("RGB" if augment.channels == 3 else "L")
+            mode = "RGB" if augment.channels == 3 else "L"
+            if img.mode != mode:  # JPEG decodes to RGB or L already: no copy then
+                img = img.convert(mode)
             out = img.resize((augment.image_size, augment.image_size), Image.Resampling.BILINEAR, box=crop.box)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(name, str(exc) or type(exc).__name__) from None

@@ -173,7 +173,8 @@ class StepLoop:
             nonfinite_policy=self.config.nonfinite, nonfinite_steps_skipped=engine.nonfinite_skipped,
             loss_scale_skips=engine.loss_scale_skips,
             throughput=throughput(self.step_records, images_per_step=images, skip=skip) if self.step_records else {},
-            timing_skip=skip, input=self.input_account(skip), **self.parameter_check(), wall_time_s=time.perf_counter() - self.started, **extra)
+            timing_skip=skip, input=self.input_account(skip), **self.parameter_check(),
+            wall_time_s=time.perf_counter() - self.started, **extra)
         if engine.rank == 0:
             (self.out / SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         return summary

@@ -98,9 +98,9 @@ def train_line(summary: dict, config: RunConfig) -> str:
     if config.elastic:
         return (f"test accuracy {summary['test_accuracy']:.4f} | world sizes {summary['world_sizes']} | "
                 f"{config.out / SUMMARY}")
-    account = summary.get("input") or {}
-    wait = (f" | data wait {100 * account['data_wait_share']:.0f}%"
-            + (" (input-bound)" if account.get("input_bound") else "")) if account.get("data_workers") is not None else ""
+    account, wait = summary.get("input") or {}, ""
+    if account.get("data_workers") is not None:  # an image pipeline: say how long the steps waited for it
+        wait = f" | data wait {100 * account['data_wait_share']:.0f}%" + (" (input-bound)" if account["input_bound"] else "")
     return (f"test accuracy {summary['test_accuracy']:.4f} | {summary['images_per_second']:.0f} images/s "
             f"on {summary['world_size']} workers{wait} | {config.out / SUMMARY}{rank_logs_note()}")
 
