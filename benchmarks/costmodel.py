@@ -52,9 +52,15 @@ is checked against, docs/benchmarks.md "The cost model against published runs" t
    (:func:`benchmarks.report_comm.shared_host_contention`); compute at k is then T_c·f_k. A GPU
    worker has its device to itself: f_k = 1, and projections use none.
 
-Step time = max(compute, end of the last allreduce). Weak-scaling efficiency at k is the per-worker
-throughput relative to a stated base world size k0: E(k) = step(k0) / step(k) (k0 = 1 by default, a
-single worker without communication).
+7. **Input** (:class:`InputSide`, optional). Each node's input pipeline delivers X images/s (measured with
+   ``harness bench input``, or the user's figure) to its G workers, each of which consumes n images a
+   step: the pipeline needs T_in = G·n/X seconds a step. The pipeline runs ahead of the step
+   (prefetching), so it only costs time where it is the slowest stage. A shared filesystem delivers B
+   bytes/s to all nodes together; k workers read k·n images of S bytes a step: T_storage = k·n·S/B.
+
+Step time = max(compute, end of the last allreduce, T_in, T_storage). Weak-scaling efficiency at k is
+the per-worker throughput relative to a stated base world size k0: E(k) = step(k0) / step(k) (k0 = 1 by
+default, a single worker without communication).
 
 References:
     Thakur, Rabenseifner & Gropp 2005 (collective cost models). Patarasuk & Yuan 2009 (ring).
@@ -351,25 +357,84 @@ def step_time(workload: Workload, k: int, net: Network, *, algorithm: str = "rin
             "exposed_comm_s": total - compute, "messages": len(spans), "overlap": u}
 
 
+@dataclasses.dataclass(frozen=True)
+class InputSide:
+    """What feeds the workers (term 7 of the module docstring); None leaves a term out.
+
+    Attributes:
+        images_per_s_per_node: X, images/s one node's input pipeline delivers (decode + augment).
+        storage_bytes_per_s: B, the shared filesystem's aggregate read bandwidth, bytes/s.
+        image_bytes: S, bytes of one stored image (ImageNet's JPEGs: about 110 kB).
+
+    Raises:
+        ValueError: a value <= 0, or only one of ``storage_bytes_per_s`` and ``image_bytes``.
+    """
+
+    images_per_s_per_node: float | None = None
+    storage_bytes_per_s: float | None = None
+    image_bytes: float | None = None
+
+    def __post_init__(self):
+        for name in ("images_per_s_per_node", "storage_bytes_per_s", "image_bytes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if (self.storage_bytes_per_s is None) != (self.image_bytes is None):
+            raise ValueError("storage_bytes_per_s and image_bytes go together (the read rate needs both)")
+
+    def times(self, k: int, per_node: int, per_worker_batch: int) -> tuple[float | None, float | None]:
+        """(T_in, T_storage) seconds per step at k workers, ``per_node`` of them on a node, n images each."""
+        t_in = per_node * per_worker_batch / self.images_per_s_per_node if self.images_per_s_per_node else None
+        t_storage = (k * per_worker_batch * self.image_bytes / self.storage_bytes_per_s
+                     if self.storage_bytes_per_s else None)
+        return t_in, t_storage
+
+
+def _with_input(row: dict, k: int, per_node: int, per_worker_batch: int | None, side: InputSide | None) -> dict:
+    """``row`` with the input terms: ``train_step_s`` (compute and allreduce), ``input_s``, ``storage_s``,
+    ``step_time_s`` the slowest of them, and ``bound`` (what sets the step)."""
+    train = row["step_time_s"]
+    t_in, t_storage = side.times(k, per_node, per_worker_batch) if side and per_worker_batch else (None, None)
+    stages = {"compute": row["compute_s"], "communication": train, "input": t_in or 0.0, "storage": t_storage or 0.0}
+    bound = max(stages, key=lambda name: (stages[name], name == "compute"))
+    if bound == "communication" and row["exposed_comm_s"] <= 0:
+        bound = "compute"
+    return {**row, "train_step_s": train, "input_s": t_in, "storage_s": t_storage,
+            "step_time_s": max(stages.values()), "bound": bound}
+
+
 def project(workload: Workload, world_sizes: list[int], net: Network, *, base_world_size: int = 1,
-            per_worker_batch: int | None = None, **kwargs) -> list[dict]:
+            per_worker_batch: int | None = None, input_side: InputSide | None = None, **kwargs) -> list[dict]:
     """:func:`step_time` for each world size, with weak-scaling efficiency relative to ``base_world_size``.
+
+    Args:
+        input_side: the input pipeline's and the filesystem's rates (term 7); needs ``per_worker_batch``.
 
     Returns:
         One dict per world size (sorted): ``world_size``, ``nodes``, ``gpus_per_node``, the
-        :func:`step_time` keys, ``efficiency`` (step(k0) / step(k)), ``efficiency_vs_compute``
-        (T_c / step(k)), ``base_world_size`` and, with ``per_worker_batch``, ``images_per_second``.
+        :func:`step_time` keys (``step_time_s`` the slowest stage), ``train_step_s`` (compute and
+        allreduce), ``input_s`` and ``storage_s`` (None without that term), ``bound`` (``compute``,
+        ``communication``, ``input`` or ``storage``), ``efficiency`` (step(k0) / step(k)),
+        ``efficiency_vs_compute`` (T_c / step(k)), ``base_world_size`` and, with ``per_worker_batch``,
+        ``images_per_second``.
 
     Raises:
-        ValueError: empty ``world_sizes``, a world size or base < 1.
+        ValueError: empty ``world_sizes``, a world size or base < 1, or ``input_side`` without ``per_worker_batch``.
     """
     if not world_sizes or min(world_sizes) < 1 or base_world_size < 1:
         raise ValueError(f"need world sizes >= 1 and a base >= 1, got {world_sizes!r}, base {base_world_size!r}")
-    base = step_time(workload, base_world_size, net, **kwargs)["step_time_s"]
-    rows = []
-    for k in sorted(set(world_sizes)):
+    if input_side and not per_worker_batch:
+        raise ValueError("the input terms need per_worker_batch (images per worker per step)")
+
+    def at(k: int) -> dict:
         nodes, per_node = layout(k, net)
         row = {"world_size": k, "nodes": nodes, "gpus_per_node": per_node, **step_time(workload, k, net, **kwargs)}
+        return _with_input(row, k, per_node, per_worker_batch, input_side)
+
+    base = at(base_world_size)["step_time_s"]
+    rows = []
+    for k in sorted(set(world_sizes)):
+        row = at(k)
         row.update(efficiency=base / row["step_time_s"], efficiency_vs_compute=workload.compute_s / row["step_time_s"],
                    base_world_size=base_world_size)
         if per_worker_batch:

@@ -20,6 +20,7 @@ from benchmarks.costmodel import (
     MIB,
     SIGMA_GPU,
     Fusion,
+    InputSide,
     Network,
     Workload,
     project,
@@ -50,6 +51,9 @@ class Projection:
         algorithm: allreduce algorithm; fusion_mb (MiB), cycle_ms (ms): Horovod's knobs.
         sigma: straggler σ (None: the run's measured value, else ``SIGMA_GPU``); interference: γ.
         base_world_size: k0 of the efficiency; world_sizes: k to project.
+        input_images_per_s: images/s one node's input pipeline delivers (None: input not modelled).
+        storage_gbps: the shared filesystem's aggregate read rate in Gbit/s; image_bytes: bytes per
+            stored image (both or neither).
     """
 
     network: str = DEFAULT_NETWORK
@@ -65,6 +69,20 @@ class Projection:
     interference: float = INTERFERENCE
     base_world_size: int = DEFAULT_BASE_WORLD_SIZE
     world_sizes: tuple[int, ...] = DEFAULT_WORLD_SIZES
+    input_images_per_s: float | None = None
+    storage_gbps: float | None = None
+    image_bytes: float | None = None
+
+    def input_side(self) -> InputSide | None:
+        """The input terms, or None when none is given.
+
+        Raises:
+            ValueError: a value <= 0, or storage without image bytes (or the reverse).
+        """
+        if self.input_images_per_s is None and self.storage_gbps is None and self.image_bytes is None:
+            return None
+        return InputSide(self.input_images_per_s, None if self.storage_gbps is None else self.storage_gbps * 1e9 / 8,
+                         self.image_bytes)
 
     def net(self) -> Network:
         """The network with overrides applied.
@@ -94,13 +112,33 @@ class Projection:
                 f"{100 * net.inter_efficiency:.0f}% achieved, {net.intra_bandwidth / GB:g} GB/s inside a node at "
                 f"{100 * net.intra_efficiency:.0f}%, α = {net.latency_s * 1e6:g} µs; {self.algorithm} allreduce, "
                 f"Horovod fusion {self.fusion_mb:g} MiB / cycle {self.cycle_ms:g} ms; interference γ = "
-                f"{self.interference:g}; efficiency relative to k0 = {self.base_world_size}")
+                f"{self.interference:g}; efficiency relative to k0 = {self.base_world_size}"
+                + (f"; input {self.input_images_per_s:,.0f} images/s per node" if self.input_images_per_s else "")
+                + (f"; storage {self.storage_gbps:g} Gbit/s for all nodes, {self.image_bytes / 1e3:,.0f} kB per image"
+                   if self.storage_gbps else ""))
 
     def run(self, workload: Workload, *, sigma: float, per_worker_batch: int | None) -> list[dict]:
         """:func:`benchmarks.costmodel.project` with these settings."""
         return project(workload, list(self.world_sizes), self.net(), base_world_size=self.base_world_size,
                        per_worker_batch=per_worker_batch, algorithm=self.algorithm, fusion=self.fusion(),
-                       sigma=sigma, interference=self.interference)
+                       sigma=sigma, interference=self.interference, input_side=self.input_side())
+
+
+def input_verdict(rows: list[dict]) -> str | None:
+    """Where the projected job turns input- or storage-bound, in words (None when it never does)."""
+    said = []
+    for stage in ("input", "storage"):
+        bound = [r for r in rows if r.get("bound") == stage]
+        if bound:
+            first = bound[0]
+            said.append(f"{stage}-bound from k = {first['world_size']} ({100 * first['efficiency']:.1f}% efficiency "
+                        f"there; {first[stage + '_s'] * 1e3:.1f} ms of {stage} against {first['train_step_s'] * 1e3:.1f} "
+                        "ms of compute and allreduce a step)")
+    if said:
+        return "; ".join(said)
+    if any(r.get("input_s") is not None or r.get("storage_s") is not None for r in rows):
+        return "never input- or storage-bound at these world sizes"
+    return None
 
 
 def workload_for(model: str, compute_s: float, *, model_bytes: float | None = None,

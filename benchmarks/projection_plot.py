@@ -25,7 +25,8 @@ def anchor_points() -> list[dict]:
 
 
 def plot_projection(rows: list[dict], out: str | Path, *, title: str, note: str, anchors: list[dict] | None = None,
-                    measured: list[dict] | None = None, measured_label: str = "measured here") -> Path:
+                    measured: list[dict] | None = None, measured_label: str = "measured here",
+                    without_input: list[dict] | None = None) -> Path:
     """Write the two-panel projection plot and return its path.
 
     Args:
@@ -35,6 +36,8 @@ def plot_projection(rows: list[dict], out: str | Path, *, title: str, note: str,
         anchors: :func:`anchor_points` (other models and networks: the validation table).
         measured: ``world_size``, ``efficiency`` (0-1) and ``images_per_second`` of measured runs.
         measured_label: legend text for the measured points.
+        without_input: the same projection without the input terms (drawn dashed), when ``rows`` has them;
+            world sizes where input or storage sets the step are marked.
     """
     import matplotlib
 
@@ -44,6 +47,14 @@ def plot_projection(rows: list[dict], out: str | Path, *, title: str, note: str,
     k = [r["world_size"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 6))
     left.plot(k, [100 * r["efficiency"] for r in rows], "o-", color="C0", lw=2, label="projected (this model)")
+    if without_input:
+        left.plot(k, [100 * r["efficiency"] for r in without_input], "--", color="C0", lw=1,
+                  label="without the input terms")
+    for stage, marker in (("input", "s"), ("storage", "^")):
+        bound = [r for r in rows if r.get("bound") == stage]
+        if bound:
+            left.plot([r["world_size"] for r in bound], [100 * r["efficiency"] for r in bound], marker, ms=10,
+                      mfc="none", mec="C3", mew=2, label=f"{stage}-bound")
     counts: dict[int, int] = {}
     for i, a in enumerate(anchors or [], 1):
         same = [b["world_size"] for b in anchors].count(a["world_size"])

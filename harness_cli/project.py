@@ -49,6 +49,15 @@ def add_projection_arguments(parser: argparse.ArgumentParser) -> None:
                    help="efficiency is step time at K0 / step time at k (default: 1, one worker, no communication)")
     g.add_argument("--world-sizes", default=",".join(map(str, DEFAULT_WORLD_SIZES)), metavar="K,K,...",
                    help=f"world sizes to project (default: {','.join(map(str, DEFAULT_WORLD_SIZES))})")
+    i = parser.add_argument_group("the input side (default: not modelled)")
+    i.add_argument("--input-images-per-s", type=float, metavar="X",
+                   help="images/s one node's input pipeline delivers (harness bench input, or your own figure; "
+                        "default: not modelled)")
+    i.add_argument("--storage-gbps", type=float, metavar="GBIT",
+                   help="aggregate read rate of the shared filesystem, Gbit/s, for all nodes together (with "
+                        "--image-bytes; default: not modelled)")
+    i.add_argument("--image-bytes", metavar="BYTES", help="bytes per stored image, e.g. 110KB (ImageNet's JPEGs; "
+                   "default: none)")
 
 
 def projection_from_args(args: argparse.Namespace):
@@ -68,14 +77,31 @@ def projection_from_args(args: argparse.Namespace):
     for flag in ("fusion_mb", "cycle_ms", "interference"):
         if getattr(args, flag) < 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    image_bytes = _bytes(args.image_bytes) if getattr(args, "image_bytes", None) else None
     setting = Projection(args.network, args.gpus_per_node, args.inter_gbps, args.intra_gbps, args.latency_us,
                          args.inter_efficiency, args.algorithm, args.fusion_mb, args.cycle_ms, args.sigma,
-                         args.interference, args.base_world_size, sizes)
+                         args.interference, args.base_world_size, sizes, getattr(args, "input_images_per_s", None),
+                         getattr(args, "storage_gbps", None), image_bytes)
     try:
         setting.net()
     except ValueError as exc:
         raise ConfigError(f"projection network: {exc}") from None
+    if (setting.storage_gbps is None) != (setting.image_bytes is None):
+        raise ConfigError("--storage-gbps and --image-bytes go together: the read rate is k·n·bytes per step")
+    for flag, value in (("--input-images-per-s", setting.input_images_per_s), ("--storage-gbps", setting.storage_gbps),
+                        ("--image-bytes", setting.image_bytes)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{flag} must be > 0, got {value:g}")
     return setting
+
+
+def _bytes(text: str) -> int:
+    from benchmarks.allreduce import parse_size
+
+    try:
+        return int(text) if text.isdigit() else parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(f"--image-bytes: {exc}") from None
 
 
 def _model(args: argparse.Namespace) -> dict:
@@ -103,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the projection as a table (or JSON lines); with ``--plot`` write the PNG."""
     from tabulate import tabulate
 
-    from benchmarks.projection import resolve_sigma
+    from benchmarks.projection import input_verdict, resolve_sigma
 
     setting = projection_from_args(args)
     try:
@@ -116,21 +142,29 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
     else:
-        print(tabulate([(r["world_size"], r["nodes"], f"{r['step_time_s'] * 1e3:.1f}", f"{r['comm_s'] * 1e3:.1f}",
-                         f"{r['exposed_comm_s'] * 1e3:.1f}", f"{100 * r['efficiency']:.1f}%",
+        def ms(value):
+            return "" if value is None else f"{value * 1e3:.1f}"
+
+        print(tabulate([(r["world_size"], r["nodes"], ms(r["step_time_s"]), ms(r["comm_s"]), ms(r["exposed_comm_s"]),
+                         ms(r["input_s"]), ms(r["storage_s"]), r["bound"], f"{100 * r['efficiency']:.1f}%",
                          f"{r['images_per_second']:,.0f}") for r in rows],
-                       headers=["k", "nodes", "step ms", "allreduce ms", "exposed ms", "efficiency", "images/s"]))
+                       headers=["k", "nodes", "step ms", "allreduce ms", "exposed ms", "input ms", "storage ms",
+                                "bound by", "efficiency", "images/s"]))
         w = model["workload"]
         print(f"{w.name}: {w.model_bytes / 2**20:.1f} MiB of gradients in {len(w.sizes_bytes)} tensors, readiness "
               f"{model['readiness']}, compute {w.compute_s * 1e3:.1f} ms, n = {model['per_worker_batch']}, "
               f"σ = {sigma:.4g} ({sigma_source})")
         print(setting.describe())
+        verdict = input_verdict(rows)
+        if verdict:
+            print(f"input side: {verdict}")
     if args.plot:
         _plot(args.plot, rows, setting, model, sigma)
     return 0
 
 
 def _plot(path: str, rows: list[dict], setting, model: dict, sigma: float) -> None:
+    import dataclasses
     from pathlib import Path
 
     from benchmarks.projection_plot import anchor_points, plot_projection
@@ -138,10 +172,14 @@ def _plot(path: str, rows: list[dict], setting, model: dict, sigma: float) -> No
     if Path(path).exists():
         raise ConfigError(f"{path} exists; choose a new path")
     w = model["workload"]
+    without = None
+    if setting.input_side():
+        bare = dataclasses.replace(setting, input_images_per_s=None, storage_gbps=None, image_bytes=None)
+        without = bare.run(w, sigma=sigma, per_worker_batch=model["per_worker_batch"])
     out = plot_projection(rows, path, title=f"{w.name} ({w.model_bytes / 2**20:.1f} MiB, {w.compute_s * 1e3:.1f} ms "
                           f"compute, n = {model['per_worker_batch']}) on {setting.net().name}",
                           note=setting.describe() + f"; σ = {sigma:.3g}; readiness {model['readiness']}",
-                          anchors=anchor_points())
+                          anchors=anchor_points(), without_input=without)
     print(f"plot: {out}", flush=True)
 
 

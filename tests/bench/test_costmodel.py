@@ -188,3 +188,22 @@ def test_workload_validation():
         cm.Workload((1.0, 1.0), (0.9, 0.5), 1.0)
     with pytest.raises(ValueError, match="one ready time per tensor"):
         cm.Workload((1.0,), (0.5, 1.0), 1.0)
+
+
+def test_the_input_side_is_the_slowest_stage_when_it_is_slower_than_the_step():
+    net = dataclasses.replace(cm.Network(gpus_per_node=8, inter_bandwidth=12.5e9, intra_bandwidth=300e9,
+                                         latency_s=1e-5), name="t")
+    workload = cm.Workload.uniform(1e6, 0.1)
+    side = cm.InputSide(images_per_s_per_node=8 * 32 / 0.2)  # a node's 8 workers need 0.2 s of input a step
+    rows = cm.project(workload, [1, 8, 16], net, per_worker_batch=32, input_side=side)
+    assert [r["input_s"] for r in rows] == pytest.approx([32 / 1280, 0.2, 0.2])  # k = 1: one worker on its node
+    assert [r["bound"] for r in rows] == ["compute", "input", "input"]
+    assert rows[1]["step_time_s"] == pytest.approx(0.2) and rows[1]["train_step_s"] < 0.2
+    assert rows[1]["efficiency"] == pytest.approx(rows[0]["step_time_s"] / 0.2)
+    assert rows[2]["images_per_second"] == pytest.approx(16 * 32 / 0.2)
+    bare = cm.project(workload, [1, 8, 16], net, per_worker_batch=32)
+    assert [r["step_time_s"] for r in bare] == [r["train_step_s"] for r in rows]
+    with pytest.raises(ValueError, match="go together"):
+        cm.InputSide(storage_bytes_per_s=1e9)
+    with pytest.raises(ValueError, match="per_worker_batch"):
+        cm.project(workload, [8], net, input_side=side)

@@ -109,7 +109,9 @@ def test_plot_is_written_once(tmp_path):
 
 @pytest.mark.parametrize("args", [["--model-bytes", "lots"], ["--inter-gbps", "0"], ["--world-sizes", "8,x"],
                                   ["--algorithm", "tree"], ["--network", "nope"], ["--base-world-size", "0"],
-                                  ["--inter-efficiency", "1.5"], ["--fusion-mb", "-1"]])
+                                  ["--inter-efficiency", "1.5"], ["--fusion-mb", "-1"],
+                                  ["--input-images-per-s", "0"], ["--storage-gbps", "10"],
+                                  ["--storage-gbps", "10", "--image-bytes", "big"]])
 def test_bad_input_is_one_line_exit_2(args):
     proc = harness(*BASE, *args)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -119,3 +121,18 @@ def test_missing_model_and_missing_run_are_one_line(tmp_path):
     for args in (["project"], ["project", "--from-run", str(tmp_path / "nope")], ["project", "--compute-s", "0.1"]):
         proc = harness(*args)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_the_input_side_says_where_the_job_turns_input_or_storage_bound(tmp_path):
+    args = ["project", "--model", "resnet50", "--compute-s", "0.1", "--per-worker-batch", "256",
+            "--input-images-per-s", "20000", "--storage-gbps", "100", "--image-bytes", "100000"]
+    rows = rows_of(harness(*args, "--json"))
+    # 8 GPUs of a node need 8·256 images a step from 20,000 images/s: 102.4 ms
+    assert all(r["input_s"] == pytest.approx(8 * 256 / 20000) for r in rows)
+    # all k workers read k·256 images of 100 kB a step through 12.5 GB/s
+    assert all(r["storage_s"] == pytest.approx(r["world_size"] * 256 * 1e5 / 12.5e9) for r in rows)
+    assert [r["bound"] for r in rows][-3:] == ["storage"] * 3 and rows[-1]["step_time_s"] == rows[-1]["storage_s"]
+    proc = harness(*args, "--plot", str(tmp_path / "p.png"))
+    assert "input side: storage-bound from k = 64" in proc.stdout and (tmp_path / "p.png").exists()
+    plain = rows_of(harness(*args[:7], "--json"))
+    assert all(r["bound"] in ("compute", "communication") and r["input_s"] is None for r in plain)
