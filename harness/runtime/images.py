@@ -322,7 +322,7 @@ class Augment:
 
 def decode(data: bytes, name: str, augment: Augment, *, train: bool, seed: int, epoch: int, index: int) -> np.ndarray:
     """One encoded image as uint8 (S, S, C): its window (:meth:`Augment.crop`) resized bilinearly
-    (antialiased) to S × S in one resampling, flipped when drawn.
+    (antialiased) to S × S in one resampling, flipped when drawn (then a mirrored view, not a copy).
 
     Raises:
         BadImageError: the bytes are not a complete image Pillow can read.
@@ -341,7 +341,7 @@ def decode(data: bytes, name: str, augment: Augment, *, train: bool, seed: int, 
     array = np.asarray(out, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
-    return np.ascontiguousarray(array[:, ::-1]) if crop.flip else array
+    return array[:, ::-1] if crop.flip else array  # a view: the batch's np.stack makes it contiguous
 
 
 def infer_channels(catalog: Catalog, probes: int = 8) -> int:
