@@ -36,6 +36,10 @@ from harness.runtime.images import Augment, BadImageError, Catalog
 BAD_IMAGE_POLICIES = ("stop", "skip")
 
 
+class DecodeWorkerDied(RuntimeError):
+    """A decode worker process ended without a result (killed, out of memory, crashed in a decoder)."""
+
+
 class Decoder:
     """Reads and decodes chunks of samples (in a worker process, or in the rank itself with 0 workers).
 
@@ -183,6 +187,7 @@ class ImageSource:
 
         Raises:
             BadImageError: an undecodable image under ``bad_images="stop"`` (naming the file).
+            DecodeWorkerDied: a decode worker process ended without a result.
         """
         if self.train.sharded:
             order = sharding.shard_level_indices(self.train.file_of, epoch=epoch, seed=self.seed, consumed=consumed,
@@ -226,12 +231,23 @@ class ImageSource:
     def _submit(self, split, epoch, chunk):
         if self._pool is None:
             return self.decoder.chunk(split, epoch, chunk)  # decoded now, in this process
-        return self._pool.submit(_decode_chunk, split, epoch, chunk)
+        try:
+            return self._pool.submit(_decode_chunk, split, epoch, chunk)
+        except concurrent.futures.process.BrokenProcessPool:
+            raise self._died() from None
+
+    def _died(self) -> DecodeWorkerDied:
+        return DecodeWorkerDied(f"a decode worker of this rank ended without a result (killed, or out of memory: "
+                                f"{self.data_workers} workers of {self.augment.image_size}-pixel crops; "
+                                "data.data_workers sets how many)")
 
     def _collect(self, split: str, step) -> list[tuple[np.ndarray, np.ndarray]]:
         micro = []
         for futures in step:
-            parts = [f.result() if isinstance(f, concurrent.futures.Future) else f for f in futures]
+            try:
+                parts = [f.result() if isinstance(f, concurrent.futures.Future) else f for f in futures]
+            except concurrent.futures.process.BrokenProcessPool:
+                raise self._died() from None
             x = np.concatenate([p[0] for p in parts])
             y = np.concatenate([p[1] for p in parts])
             for _, _, skipped, seconds in parts:

@@ -28,6 +28,7 @@ from harness.runtime.faults import describe_failures, describe_lost_peers, is_pe
 from harness.runtime.images import BadImageError
 from harness.runtime.loop import Trainer
 from harness.runtime.models import resolve_model
+from harness.runtime.pipeline import DecodeWorkerDied
 from harness.runtime.records import prepare_out_dir, usable_cpus
 from harness.runtime.source import DataSource, as_source
 
@@ -182,6 +183,8 @@ def _train(config: RunConfig, spec: RecipeSpec, make_engine, model, source: Data
     except BadImageError as exc:
         raise RunFailure(f"{exc} (data.bad_images stop; data.bad_images skip skips such images and counts them)",
                          fields=("data.bad_images",)) from None
+    except DecodeWorkerDied as exc:
+        raise RunFailure(str(exc), fields=("data.data_workers",)) from None
     except Exception as exc:
         if is_peer_shutdown(exc):
             raise _peer_failure(engine, config.out, exc, getattr(trainer, "placement", {}).get("rank_hosts")) from None

@@ -271,3 +271,16 @@ def test_default_decode_workers_are_the_ranks_share_of_cores_less_its_compute(mo
     assert default_data_workers(cores, gpu=True) == max(1, cores - 1)  # on a GPU the compute threads idle
     monkeypatch.setenv("HOROVOD_LOCAL_SIZE", str(cores))
     assert default_data_workers(1, gpu=True) == 1
+
+
+def test_a_decode_worker_that_dies_ends_the_iteration_with_one_error(folder):
+    from harness.runtime.pipeline import DecodeWorkerDied
+
+    train, val = open_folder(folder)
+    with _source(train, val, 2) as source:
+        steps = source.train_batches(0, consumed=0, rank=0, world_size=1, per_worker_batch=1)  # 24 steps
+        next(steps)
+        os.kill(source.worker_pids()[0], signal.SIGKILL)
+        with pytest.raises(DecodeWorkerDied, match="a decode worker of this rank ended"):
+            for _ in range(23):  # at most 3 were decoded ahead before the kill
+                next(steps)
