@@ -165,6 +165,40 @@ NVIDIA = [
 CASES = [GOYAL, *HOROVOD, *NVIDIA]
 
 
+DGX_A100_CORES = 128  # 2 × AMD EPYC 7742, 64 cores each (NVIDIA DGX A100 datasheet)
+DLE_AMP = NVIDIA[2]  # PyTorch, DGX A100 80GB, AMP: published 84.1%, predicted 97.1% without input
+
+
+def with_input(case: Case, per_core_images_per_s: float, *, cores: int = DGX_A100_CORES,
+               per_worker_batch: int = 256) -> dict:
+    """``case`` predicted with the input term of the cost model: each node decodes on its cores but one per
+    GPU rank (the ranks' own threads), at ``per_core_images_per_s`` each, nothing fitted.
+
+    Returns:
+        ``per_core_images_per_s``, ``node_images_per_s`` (X = (cores − G)·rate), ``predicted_without``,
+        ``predicted_with``, ``published``, ``bound`` at ``case.world_size``, and ``break_even_per_core``:
+        the per-core rate below which the case turns input-bound.
+    """
+    from benchmarks.costmodel import InputSide
+
+    gpus = case.network.gpus_per_node
+
+    def predict(rate: float) -> dict:
+        rows = project(case.workload(), [case.world_size], case.network, base_world_size=case.base_world_size,
+                       per_worker_batch=per_worker_batch, algorithm=case.algorithm, fusion=case.fusion,
+                       sigma=SIGMA_GPU, interference=INTERFERENCE,
+                       input_side=InputSide(images_per_s_per_node=(cores - gpus) * rate))
+        return rows[-1]
+
+    row = predict(per_core_images_per_s)
+    # below this rate the node's pipeline cannot feed its G workers: T_in = G·n/X equals the step without input
+    break_even = gpus * per_worker_batch / row["train_step_s"] / (cores - gpus)
+    return {"name": case.name, "per_core_images_per_s": per_core_images_per_s,
+            "node_images_per_s": (cores - gpus) * per_core_images_per_s, "predicted_without": float(case.predict()),
+            "predicted_with": float(row["efficiency"]), "published": case.published_efficiency, "bound": row["bound"],
+            "break_even_per_core": float(break_even)}
+
+
 def validation_rows(cases: list[Case] = CASES) -> list[dict]:
     """One row per case: ``name``, ``role``, ``published``, ``predicted`` and ``error`` (points, signed)."""
     rows = []

@@ -105,3 +105,15 @@ def test_readme_table_and_committed_csv_are_the_codes_output(rows):
     assert [r["name"] for r in committed] == [r["name"] for r in rows]
     for saved, row in zip(committed, rows):
         assert float(saved["predicted"]) == pytest.approx(row["predicted"], abs=1e-9)
+
+
+def test_the_input_term_on_the_dgx_a100_amp_case_with_the_measured_per_core_rate():
+    from benchmarks.published import DLE_AMP, with_input
+
+    # harness bench input here: 344.3 images/s on one core (results/input-pipeline/bench-input-2core.csv)
+    measured = with_input(DLE_AMP, 344.3)
+    assert measured["node_images_per_s"] == pytest.approx(120 * 344.3)  # 128 cores less one per GPU rank
+    assert measured["predicted_with"] == pytest.approx(measured["predicted_without"]) == pytest.approx(0.9713, abs=5e-4)
+    assert measured["bound"] != "input" and measured["break_even_per_core"] == pytest.approx(159.9, abs=0.1)
+    slow = with_input(DLE_AMP, 100.0)  # below the break-even: the node's pipeline sets the step
+    assert slow["bound"] == "input" and slow["predicted_with"] == pytest.approx(120 * 100 * 256 / 2470 / (8 * 256))
