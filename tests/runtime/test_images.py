@@ -281,6 +281,9 @@ def test_a_decode_worker_that_dies_ends_the_iteration_with_one_error(folder):
         steps = source.train_batches(0, consumed=0, rank=0, world_size=1, per_worker_batch=1)  # 24 steps
         next(steps)
         os.kill(source.worker_pids()[0], signal.SIGKILL)
+        # the executor notices a dead worker on its own thread; give it that moment, or on a loaded machine the
+        # other worker may decode the whole (tiny) epoch first
+        time.sleep(1.0)
         with pytest.raises(DecodeWorkerDied, match="a decode worker of this rank ended"):
             for _ in range(23):  # at most 3 were decoded ahead before the kill
                 next(steps)
