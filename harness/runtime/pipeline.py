@@ -31,7 +31,7 @@ import numpy as np
 from harness import sharding
 from harness.augment import normalization
 from harness.runtime.errors import ConfigError
-from harness.runtime.images import Augment, BadImageError, Catalog
+from harness.runtime.images import Augment, BadImageError, Catalog, decode
 
 BAD_IMAGE_POLICIES = ("stop", "skip")
 
@@ -84,8 +84,6 @@ class Decoder:
         return x, np.asarray(labels, np.int64), skipped, time.perf_counter() - t0
 
     def _decode(self, data, name, train, epoch, index):
-        from harness.runtime.images import decode
-
         return decode(data, name, self.augment, train=train, seed=self.seed, epoch=epoch, index=index)
 
 
@@ -298,9 +296,8 @@ def default_data_workers(threads: int, *, gpu: bool = False) -> int:
     is the CPUs this process may run on (its affinity) over the ranks on this host (the launcher's
     local size).
     """
-    from harness.runtime.records import usable_cpus
+    from harness.runtime.records import local_size, usable_cpus
 
-    local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
-    return max(1, usable_cpus() // local - (1 if gpu else threads))
+    return max(1, usable_cpus() // local_size() - (1 if gpu else threads))
 
 

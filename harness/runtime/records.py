@@ -163,6 +163,11 @@ def input_summary(step_records: list[dict], pipelines: list[dict | None], *, ski
     return out
 
 
+def local_size() -> int:
+    """Ranks the launcher started on this host (Open MPI's or Horovod's local size; 1 when launched alone)."""
+    return int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (``os.sched_getaffinity``: an emulated host's share, a Slurm
     allocation), or ``os.cpu_count()`` where the platform cannot say."""

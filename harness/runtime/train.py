@@ -29,15 +29,14 @@ from harness.runtime.images import BadImageError
 from harness.runtime.loop import Trainer
 from harness.runtime.models import resolve_model
 from harness.runtime.pipeline import DecodeWorkerDied
-from harness.runtime.records import prepare_out_dir, usable_cpus
+from harness.runtime.records import local_size, prepare_out_dir, usable_cpus
 from harness.runtime.source import DataSource, as_source
 
 
 def default_threads() -> int:
     """Intra-op threads per rank: the cores this process may run on (its CPU affinity: an emulated host's
     share, a Slurm allocation) divided by the ranks launched on this host."""
-    local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or os.environ.get("HOROVOD_LOCAL_SIZE") or 1)
-    return max(1, usable_cpus() // local)
+    return max(1, usable_cpus() // local_size())
 
 
 
