@@ -1,11 +1,14 @@
 """``harness bench input``: the input pipeline's images/s per core against tf.data's, on the same files.
 
-Three pipelines decode the same training images of an image folder (or tar shards) into 224×224 training
+The pipelines decode the same training images of an image folder (or tar shards) into 224×224 training
 crops, each with W = 1, 2, ... CPU workers, measured one after the other in the same run:
 
 * ``harness``: this project's pipeline (:class:`harness.runtime.pipeline.ImageSource`): W decode
-  processes, Pillow (libjpeg-turbo) decoding, the papers' random-resized crop and flip
-  (:mod:`harness.augment`), uint8 out.
+  processes, the papers' random-resized crop and flip (:mod:`harness.augment`), each JPEG's window
+  decoded alone (:mod:`harness.runtime.jpeg`: libjpeg-turbo's region and scaled decode, bilinear
+  resampling), uint8 batches back through shared memory.
+* ``harness-pillow``: the same pipeline with ``jpeg_decoder="pillow"``: Pillow's full decode and
+  antialiased resize (what the window decoder replaces).
 * ``tfdata``: the MLPerf ResNet-50 reference's input (mlcommons/training
   ``image_classification/tensorflow2/imagenet_preprocessing.py``): ``tf.image.sample_distorted_bounding_box``
   (area 5-100%, ratio 0.75-1.33, 100 attempts), ``tf.image.decode_and_crop_jpeg`` (decodes only the
@@ -34,7 +37,7 @@ import numpy as np
 
 from harness.runtime.errors import ConfigError
 
-PIPELINES = ("harness", "tfdata", "tfdata-default", "decode")
+PIPELINES = ("harness", "harness-pillow", "tfdata", "tfdata-default", "decode")
 BATCH = 64  # images a step's worth of decoding is measured in
 
 
@@ -76,8 +79,8 @@ class InputBench:
                               fields=("pipelines",))
 
 
-def open_training_images(dataset: str, image_size: int):
-    """(train catalog, augment) of ``dataset`` for measuring: RGB crops of ``image_size``.
+def open_training_images(dataset: str, image_size: int, jpeg_decoder: str = "window"):
+    """(train catalog, augment) of ``dataset`` for measuring: crops of ``image_size``.
 
     Raises:
         ConfigError: as :func:`harness.runtime.images.open_folder` / ``open_shards``.
@@ -85,7 +88,7 @@ def open_training_images(dataset: str, image_size: int):
     from harness.runtime.images import Augment, infer_channels, is_shard_pattern, open_folder, open_shards
 
     train, _ = (open_shards if is_shard_pattern(dataset) else open_folder)(dataset)
-    return train, Augment(image_size=image_size, channels=infer_channels(train))
+    return train, Augment(image_size=image_size, channels=infer_channels(train), jpeg_decoder=jpeg_decoder)
 
 
 def measure_harness(catalog, augment, *, workers: int, images: int, seed: int = 0) -> dict:
@@ -216,8 +219,10 @@ def run_bench(config: InputBench, *, log=print) -> list[dict]:
         for pipeline in config.pipelines:
             if pipeline == "tfdata-default" and workers != config.data_workers[0]:
                 continue  # its defaults do not depend on W
-            if pipeline == "harness":
-                result = measure_harness(catalog, augment, workers=workers, images=config.images)
+            if pipeline.startswith("harness"):
+                decoder = "pillow" if pipeline == "harness-pillow" else "window"
+                result = measure_harness(catalog, dataclasses.replace(augment, jpeg_decoder=decoder),
+                                         workers=workers, images=config.images)
             elif pipeline == "decode":
                 result = measure_decode(catalog, workers=workers, images=config.images)
             else:
@@ -232,8 +237,8 @@ def run_bench(config: InputBench, *, log=print) -> list[dict]:
                 + (f", {rate / cores:7.1f} per core" if cores else ""))
     for row in rows:
         peer = next((r for r in rows if r["pipeline"] == "tfdata" and r["workers"] == row["workers"]), None)
-        row["ratio_to_tfdata"] = row["images_per_s"] / peer["images_per_s"] if peer and row["pipeline"] == "harness" \
-            else None
+        row["ratio_to_tfdata"] = row["images_per_s"] / peer["images_per_s"] \
+            if peer and row["pipeline"].startswith("harness") else None
     return rows
 
 

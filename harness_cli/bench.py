@@ -64,6 +64,7 @@ def worker(args: argparse.Namespace) -> list[str]:
 def input_bench(args: argparse.Namespace) -> int:
     """``harness bench input``: measure, write ``input.csv`` and ``summary.json``, print the table."""
     from benchmarks.input import InputBench, render_table, run_bench, write_results
+    from harness.runtime import jpeg
     from harness.runtime.records import environment, usable_cpus
 
     config = InputBench(dataset=args.dataset, out=Path(args.out), data_workers=args.data_workers, images=args.images,
@@ -73,7 +74,8 @@ def input_bench(args: argparse.Namespace) -> int:
     if problem:
         raise ConfigError(problem, fields=("out", "overwrite"))
     rows = run_bench(config)
-    path = write_results(config, rows, {**environment(), "usable_cpus": usable_cpus()})
+    path = write_results(config, rows, {**environment(), "usable_cpus": usable_cpus(),
+                                        "jpeg_decoder": jpeg.decoder_name()})
     print(render_table(rows))
     print(f"input: {path}")
     return 0
@@ -158,9 +160,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="decode workers (processes; tf.data: threads) per measurement, e.g. 1,2,4 or 1..16 (default 1)")
     ip.add_argument("--images", type=int, default=1024, help="training crops decoded per measurement (default 1024)")
     ip.add_argument("--image-size", type=int, default=224, metavar="S")
-    ip.add_argument("--pipelines", default="harness,tfdata,tfdata-default,decode",
-                    help="harness (this project's), tfdata (MLPerf's, W threads), tfdata-default (its AUTOTUNE "
-                         "defaults), decode (Pillow's full decode alone); default: all")
+    ip.add_argument("--pipelines", default="harness,harness-pillow,tfdata,tfdata-default,decode",
+                    help="harness (this project's: JPEG windows), harness-pillow (the same with Pillow's full "
+                         "decode), tfdata (MLPerf's, W threads), tfdata-default (its AUTOTUNE defaults), decode "
+                         "(Pillow's full decode alone); default: all")
     ip.add_argument("--out", required=True, metavar="DIR")
     ip.add_argument("--overwrite", action="store_true")
     ip.set_defaults(func=input_bench)

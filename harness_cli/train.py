@@ -62,6 +62,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-crop-fraction", type=float, default=0.875, metavar="F",
                    help="evaluation centre crop's side over the short side (default 0.875 = 224/256)")
     g.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips in training")
+    g.add_argument("--jpeg-decoder", choices=("window", "pillow"), default="window",
+                   help="window: decode only each crop's window of a JPEG (libjpeg-turbo), then bilinear; "
+                        "pillow: Pillow's full decode and antialiased resize (default: %(default)s)")
     p.add_argument("--per-worker-batch", type=int, help="n, images per worker per step (default: the recipe's)")
     p.add_argument("--epochs", type=float, help="training epochs (default: the recipe's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (records stay valid)")
@@ -133,7 +136,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     data = DataConfig(source=args.dataset, data_dir=args.data_dir, layout=args.layout, train_size=args.train_size,
                       test_size=args.test_size, image_size=args.image_size, data_workers=args.data_workers,
                       bad_images=args.bad_images, min_crop_area=args.min_crop_area,
-                      eval_crop_fraction=args.eval_crop_fraction, flip=args.flip)
+                      eval_crop_fraction=args.eval_crop_fraction, flip=args.flip,
+                      jpeg_decoder=args.jpeg_decoder)
     return RunConfig(out=Path(args.out), backend=args.backend, model=args.model, data=data, seed=args.seed,
                      threads=args.threads, max_steps=args.max_steps, timing_skip=args.timing_skip,
                      checkpoint_steps=args.checkpoint_steps, checkpoint_epochs=args.checkpoint_epochs,

@@ -34,7 +34,8 @@ fi
 SDIST_DIR=$ROOT/.device
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/large-minibatch-harness
 # openssh-server: sshd for the emulated cluster's hosts (harness cluster up).
-DEBIAN_PACKAGES=(libopenmpi-dev openmpi-bin dataset-fashion-mnist g++ make openssh-server)
+# libjpeg-dev: libjpeg-turbo's headers, for the JPEG window decoder (harness/runtime/_jpegwindow.c).
+DEBIAN_PACKAGES=(libopenmpi-dev openmpi-bin dataset-fashion-mnist g++ make openssh-server libjpeg-dev)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -63,11 +64,13 @@ install_debian_packages() {
 create_venv() {
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
   local stamp="$VENV/.lock.sha256" want
-  want=$(cat "$LOCK" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+  want=$(cat "$LOCK" "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/harness/runtime/_jpegwindow.c" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
   say "installing pinned packages from ${LOCK#"$ROOT"/} (first run: a few minutes)"
   "$VENV/bin/pip" install -q -r "$LOCK"
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
+  "$VENV/bin/python" -c 'import sys; from harness.runtime import jpeg; sys.exit(not jpeg.available())' ||
+    say "warning: the JPEG window decoder was not built (libjpeg-turbo's headers missing: apt-get install libjpeg-dev, then rerun); JPEGs decode with Pillow, slower"
   echo "$want" > "$stamp"
   rm -f "$VENV/.horovod-checked"  # packages changed: check the build again
 }

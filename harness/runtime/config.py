@@ -44,6 +44,9 @@ class DataConfig:
         min_crop_area: images: the smallest random-resized-crop window, a fraction of the image's area.
         eval_crop_fraction: images: the evaluation centre crop's side over the short side.
         flip: images: random horizontal flips in training (p = 0.5).
+        jpeg_decoder: images: ``"window"`` (decode only the crop's window, libjpeg-turbo's region and
+            scaled decode, then bilinear resampling: :mod:`harness.runtime.jpeg`) or ``"pillow"``
+            (Pillow's full decode and antialiased resize, as torchvision). PNGs are always Pillow's.
     """
 
     source: str = "fashion-mnist"
@@ -57,6 +60,7 @@ class DataConfig:
     min_crop_area: float = 0.08
     eval_crop_fraction: float = 0.875
     flip: bool = True
+    jpeg_decoder: str = "window"
 
     def __post_init__(self):
         if self.layout not in ("NCHW", "NHWC"):
@@ -65,6 +69,7 @@ class DataConfig:
             check_at_least(f"data.{name}", getattr(self, name), 1)
         check_at_least("data.data_workers", self.data_workers, 0)
         check_choice("data.bad_images", self.bad_images, ("stop", "skip"))
+        check_choice("data.jpeg_decoder", self.jpeg_decoder, ("window", "pillow"))
         for name in ("min_crop_area", "eval_crop_fraction"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:

@@ -82,6 +82,7 @@ def open_images(config: DataConfig, *, seed: int, threads: int = 1, gpu: bool = 
     train, val = (open_shards if is_shard_pattern(config.source) else open_folder)(config.source)
     train, val = train.subset(config.train_size), val.subset(config.test_size)
     augment = Augment(image_size=config.image_size, channels=infer_channels(train), min_crop_area=config.min_crop_area,
-                      eval_crop_fraction=config.eval_crop_fraction, flip=config.flip)
+                      eval_crop_fraction=config.eval_crop_fraction, flip=config.flip,
+                      jpeg_decoder=config.jpeg_decoder)
     workers = default_data_workers(threads, gpu=gpu) if config.data_workers is None else config.data_workers
     return ImageSource(train, val, augment=augment, seed=seed, data_workers=workers, bad_images=config.bad_images)

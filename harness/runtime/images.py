@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.augment import Crop, eval_crop, train_crop
+from harness.runtime import jpeg
 from harness.runtime.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -304,6 +305,9 @@ class Augment:
         min_crop_area: the smallest window, as a fraction of the image's area (0.08 in the papers).
         eval_crop_fraction: the evaluation window's side over the short side (0.875 = 224/256).
         flip: random horizontal flips in training.
+        jpeg_decoder: ``"window"``: a JPEG's window decoded alone and resampled bilinearly
+            (:func:`harness.runtime.jpeg.decode_window`, where it is installed); ``"pillow"``: every
+            image decoded whole by Pillow and resized with its antialiased bilinear filter.
     """
 
     image_size: int = 224
@@ -311,6 +315,7 @@ class Augment:
     min_crop_area: float = 0.08
     eval_crop_fraction: float = 0.875
     flip: bool = True
+    jpeg_decoder: str = "window"
 
     def crop(self, *, train: bool, seed: int, epoch: int, index: int, width: int, height: int) -> Crop:
         """Sample ``index``'s window: a random-resized crop in training, the centre crop in evaluation."""
@@ -321,27 +326,40 @@ class Augment:
 
 
 def decode(data: bytes, name: str, augment: Augment, *, train: bool, seed: int, epoch: int, index: int) -> np.ndarray:
-    """One encoded image as uint8 (S, S, C): its window (:meth:`Augment.crop`) resized bilinearly
-    (antialiased) to S × S in one resampling, flipped when drawn (then a mirrored view, not a copy).
+    """One encoded image as a contiguous uint8 (S, S, C): its window (:meth:`Augment.crop`) resized to
+    S × S in one resampling, then flipped when drawn.
+
+    With ``augment.jpeg_decoder == "window"`` a JPEG is decoded window-only where the compiled region
+    decoder is installed (:func:`harness.runtime.jpeg.decode_window`: scaled inverse DCT, then
+    bilinear). Anything else (a PNG, a JPEG it does not take, ``"pillow"``) is decoded whole by Pillow
+    and resized with its antialiased bilinear filter.
 
     Raises:
         BadImageError: the bytes are not a complete image Pillow can read.
     """
     from PIL import Image, UnidentifiedImageError
 
+    size, grey = augment.image_size, augment.channels == 1
+    dims = jpeg.header(data) if augment.jpeg_decoder == "window" else None
+    if dims is not None:
+        crop = augment.crop(train=train, seed=seed, epoch=epoch, index=index, width=dims[0], height=dims[1])
+        try:
+            return jpeg.decode_window(data, crop, width=dims[0], height=dims[1], size=size, grey=grey)
+        except ValueError:
+            pass  # Pillow's full decode says what is wrong with the file
     try:
         with Image.open(io.BytesIO(data)) as img:
             crop = augment.crop(train=train, seed=seed, epoch=epoch, index=index, width=img.width, height=img.height)
-            mode = "RGB" if augment.channels == 3 else "L"
+            mode = "L" if grey else "RGB"
             if img.mode != mode:  # JPEG decodes to RGB or L already: no copy then
                 img = img.convert(mode)
-            out = img.resize((augment.image_size, augment.image_size), Image.Resampling.BILINEAR, box=crop.box)
+            out = img.resize((size, size), Image.Resampling.BILINEAR, box=crop.box)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(name, str(exc) or type(exc).__name__) from None
+    if crop.flip:  # Pillow's mirror: numpy's reversed view of 3-byte pixels would make the copy slow
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     array = np.asarray(out, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return array[:, ::-1] if crop.flip else array  # a view: the batch's np.stack makes it contiguous
+    return array[:, :, None] if array.ndim == 2 else array
 
 
 def infer_channels(catalog: Catalog, probes: int = 8) -> int:

@@ -11,8 +11,11 @@ a rank reads only its own shards). The window and flip of each sample come from
 :mod:`harness.augment`, seeded by (seed, epoch, index): the same crops for any backend, worker count
 or resume.
 
-Workers die with their rank (``PR_SET_PDEATHSIG`` on Linux) and ignore Ctrl-C (the rank handles it
-and shuts them down), so a failed or interrupted run leaves no decoder behind.
+Decoded chunks come back through shared memory on Linux (:class:`SharedSlots`: anonymous ``memfd``
+buffers the workers map once and write into; only labels and counts are pickled), elsewhere pickled
+through the executor's pipe. Workers die with their rank (``PR_SET_PDEATHSIG`` on Linux) and ignore
+Ctrl-C (the rank handles it and shuts them down), so a failed or interrupted run leaves no decoder
+and no buffer behind.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import ctypes
+import itertools
+import mmap
 import multiprocessing
 import os
 import signal
@@ -54,17 +59,22 @@ class Decoder:
         self.catalogs, self.augment, self.seed, self.skip_bad = catalogs, augment, seed, skip_bad
         self.handles: dict = {}  # open archive shards, reused
 
-    def chunk(self, split: str, epoch: int, indices: np.ndarray):
+    def chunk(self, split: str, epoch: int, indices: np.ndarray, out: np.ndarray | None = None):
         """Decode samples ``indices`` of ``split``.
 
+        Args:
+            out: where to write the images (uint8, at least (len(indices), S, S, C)); None: a new array.
+
         Returns:
-            (x uint8 (m, S, S, C), y int64 (m,), skipped names, seconds spent); m < len(indices) only
-            when images were skipped.
+            (x uint8 (m, S, S, C) or None when written to ``out``, y int64 (m,), skipped names, seconds
+            spent); m < len(indices) only when images were skipped.
 
         Raises:
             BadImageError: an image that cannot be read or decoded, unless ``skip_bad``.
         """
-        t0, catalog, images, labels, skipped = time.perf_counter(), self.catalogs[split], [], [], []
+        t0, catalog, labels, skipped = time.perf_counter(), self.catalogs[split], [], []
+        s, c = self.augment.image_size, self.augment.channels
+        x = np.empty((len(indices), s, s, c), np.uint8) if out is None else out
         for i in indices:
             i = int(i)
             name = catalog.sample_name(i)
@@ -73,15 +83,14 @@ class Decoder:
                     data = catalog.read(i, self.handles)
                 except OSError as exc:
                     raise BadImageError(name, exc.strerror or str(exc)) from None
-                images.append(self._decode(data, name, split == "train", epoch, i))
+                x[len(labels)] = self._decode(data, name, split == "train", epoch, i)
                 labels.append(catalog.labels[i])
             except BadImageError:
                 if not self.skip_bad:
                     raise
                 skipped.append(name)
-        s, c = self.augment.image_size, self.augment.channels
-        x = np.stack(images) if images else np.empty((0, s, s, c), np.uint8)
-        return x, np.asarray(labels, np.int64), skipped, time.perf_counter() - t0
+        return (x[:len(labels)] if out is None else None), np.asarray(labels, np.int64), skipped, \
+            time.perf_counter() - t0
 
     def _decode(self, data, name, train, epoch, index):
         return decode(data, name, self.augment, train=train, seed=self.seed, epoch=epoch, index=index)
@@ -103,8 +112,60 @@ def _start_worker(decoder: Decoder, parent: int) -> None:
     _WORKER = decoder
 
 
-def _decode_chunk(split: str, epoch: int, indices: np.ndarray):
-    return _WORKER.chunk(split, epoch, indices)
+def _decode_chunk(split: str, epoch: int, indices: np.ndarray, slot: tuple[int, int, int, int] | None = None):
+    """A worker's task: decode ``indices``, into the shared slot (parent pid, fd, id, bytes) when given."""
+    out = None
+    if slot is not None:
+        parent, fd, key, nbytes = slot
+        if key not in _MAPPED:  # mapped once per slot, then reused for every chunk it carries
+            with open(f"/proc/{parent}/fd/{fd}", "r+b") as f:
+                _MAPPED[key] = mmap.mmap(f.fileno(), nbytes)
+        s, c = _WORKER.augment.image_size, _WORKER.augment.channels
+        out = np.frombuffer(_MAPPED[key], np.uint8, len(indices) * s * s * c).reshape(len(indices), s, s, c)
+    return _WORKER.chunk(split, epoch, indices, out)
+
+
+_MAPPED: dict[int, mmap.mmap] = {}  # a decode worker's view of the rank's shared slots, by slot id
+
+
+class SharedSlots:
+    """Reusable shared-memory buffers for decoded chunks, on Linux: the rank makes an anonymous
+    ``memfd`` per buffer, a worker maps it through ``/proc/<rank>/fd/<fd>`` and writes the chunk's
+    images into it, the rank copies them out and reuses the buffer. Anonymous: nothing is left in
+    ``/dev/shm`` when a rank dies. ``SharedSlots.supported()`` is False elsewhere (chunks are pickled).
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self):
+        self.free: list[tuple[int, int, int, mmap.mmap]] = []  # (bytes, fd, id, the rank's map)
+        self.made: list[tuple[int, int, int, mmap.mmap]] = []
+
+    @staticmethod
+    def supported() -> bool:
+        return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
+
+    def take(self, nbytes: int) -> tuple[int, int, int, mmap.mmap]:
+        """A free buffer of at least ``nbytes`` bytes (a new one when none is)."""
+        for j, slot in enumerate(self.free):
+            if slot[0] >= nbytes:
+                return self.free.pop(j)
+        nbytes = max(nbytes, mmap.PAGESIZE)
+        fd = os.memfd_create("harness-decoded", os.MFD_CLOEXEC)
+        os.ftruncate(fd, nbytes)
+        slot = (nbytes, fd, next(self._ids), mmap.mmap(fd, nbytes))
+        self.made.append(slot)
+        return slot
+
+    def give(self, slot: tuple[int, int, int, mmap.mmap]) -> None:
+        self.free.append(slot)
+
+    def close(self) -> None:
+        """Unmap and close every buffer (the workers must be gone: their maps keep the memory alive)."""
+        for _, fd, _, mapped in self.made:
+            mapped.close()
+            os.close(fd)
+        self.free, self.made = [], []
 
 
 def _noop() -> int:
@@ -159,6 +220,7 @@ class ImageSource:
         self.decode_s = 0.0  # worker seconds spent on them
         self.skipped: list[str] = []
         self._pool = None
+        self._slots = SharedSlots() if data_workers and SharedSlots.supported() else None
         if data_workers:
             context = multiprocessing.get_context("fork")  # no re-import of the user's script (spawn would)
             self._pool = concurrent.futures.ProcessPoolExecutor(data_workers, mp_context=context,
@@ -229,10 +291,32 @@ class ImageSource:
     def _submit(self, split, epoch, chunk):
         if self._pool is None:
             return self.decoder.chunk(split, epoch, chunk)  # decoded now, in this process
+        slot = None
+        if self._slots is not None:
+            s, c = self.augment.image_size, self.augment.channels
+            slot = self._slots.take(len(chunk) * s * s * c)
         try:
-            return self._pool.submit(_decode_chunk, split, epoch, chunk)
+            future = self._pool.submit(_decode_chunk, split, epoch, chunk,
+                                       None if slot is None else (os.getpid(), *slot[1:3], slot[0]))
         except concurrent.futures.process.BrokenProcessPool:
             raise self._died() from None
+        future.slot = slot
+        return future
+
+    def _result(self, f):
+        """A chunk's (x, y, skipped, seconds), x copied out of its shared slot (which is then reused)."""
+        if not isinstance(f, concurrent.futures.Future):
+            return f
+        slot = getattr(f, "slot", None)
+        try:
+            x, y, skipped, seconds = f.result()
+            if slot is not None:
+                s, c = self.augment.image_size, self.augment.channels
+                x = np.frombuffer(slot[3], np.uint8, len(y) * s * s * c).reshape(len(y), s, s, c).copy()
+        finally:
+            if slot is not None and f.done():  # the worker is done with it, whatever the outcome
+                self._slots.give(slot)
+        return x, y, skipped, seconds
 
     def _died(self) -> DecodeWorkerDied:
         return DecodeWorkerDied(f"a decode worker of this rank ended without a result (killed, or out of memory: "
@@ -243,7 +327,7 @@ class ImageSource:
         micro = []
         for futures in step:
             try:
-                parts = [f.result() if isinstance(f, concurrent.futures.Future) else f for f in futures]
+                parts = [self._result(f) for f in futures]
             except concurrent.futures.process.BrokenProcessPool:
                 raise self._died() from None
             x = np.concatenate([p[0] for p in parts])
@@ -280,6 +364,8 @@ class ImageSource:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._slots is not None:
+            self._slots.close()
 
     def __enter__(self):
         return self

@@ -29,18 +29,20 @@ def test_every_pipeline_is_measured_on_the_same_files_and_compared_per_core(phot
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(open(out / "input.csv")))
     assert [(r["pipeline"], r["workers"]) for r in rows] == [
-        ("harness", "1"), ("tfdata", "1"), ("tfdata-default", ""), ("decode", "1"),
-        ("harness", "2"), ("tfdata", "2"), ("decode", "2")]
+        ("harness", "1"), ("harness-pillow", "1"), ("tfdata", "1"), ("tfdata-default", ""), ("decode", "1"),
+        ("harness", "2"), ("harness-pillow", "2"), ("tfdata", "2"), ("decode", "2")]
     for r in rows:
         assert int(r["images"]) >= 64 and float(r["images_per_s"]) > 0
         if r["workers"]:
             assert float(r["images_per_s_per_core"]) == pytest.approx(float(r["images_per_s"]) / int(r["workers"]))
     by = {(r["pipeline"], r["workers"]): r for r in rows}
     for w in ("1", "2"):
-        assert float(by["harness", w]["ratio_to_tfdata"]) == pytest.approx(
-            float(by["harness", w]["images_per_s"]) / float(by["tfdata", w]["images_per_s"]))
+        for pipeline in ("harness", "harness-pillow"):
+            assert float(by[pipeline, w]["ratio_to_tfdata"]) == pytest.approx(
+                float(by[pipeline, w]["images_per_s"]) / float(by["tfdata", w]["images_per_s"]))
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["kind"] == "input" and summary["image_size"] == 224 and len(summary["results"]) == 7
+    assert summary["kind"] == "input" and summary["image_size"] == 224 and len(summary["results"]) == 9
+    assert summary["jpeg_decoder"] == "libjpeg-turbo window"
     assert "harness / tf.data" in proc.stdout
 
 

@@ -53,11 +53,13 @@ def test_a_folder_is_classes_sorted_by_name_and_images_sorted(folder):
     assert train.sample_name(9) == str(folder / "train" / "dog" / "1.jpg")
 
 
-def test_batches_are_uint8_nhwc_the_same_for_any_worker_count_and_follow_the_core_crops(folder):
+@pytest.mark.parametrize("jpeg_decoder", ["window", "pillow"])
+def test_batches_are_uint8_nhwc_the_same_for_any_worker_count_and_follow_the_core_crops(folder, jpeg_decoder):
     train, val = open_folder(folder)
+    augment = Augment(image_size=16, jpeg_decoder=jpeg_decoder)
     runs = []
-    for workers in (0, 1, 2):
-        with _source(train, val, workers) as source:
+    for workers in (0, 1, 2):  # in the rank; one worker (shared-memory slots); two
+        with _source(train, val, workers, augment=augment) as source:
             runs.append(_epoch(source))
     (x, y), = runs[0][0]
     assert x.dtype == np.uint8 and x.shape == (4, 16, 16, 3) and y.dtype == np.int64 and len(runs[0]) == 6
@@ -65,10 +67,15 @@ def test_batches_are_uint8_nhwc_the_same_for_any_worker_count_and_follow_the_cor
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a[0][0], b[0][0])
             np.testing.assert_array_equal(a[0][1], b[0][1])
-    # the first image of the first step is the core's window of that sample, resized by Pillow
     from harness.sharding import remaining_indices
 
     first = int(remaining_indices(24, epoch=0, seed=0, consumed=0, rank=0, world_size=1)[0])
+    # the first image of the first step is that sample decoded with the core's window and flip ...
+    want = decode(open(train.files[first], "rb").read(), "x", augment, train=True, seed=0, epoch=0, index=first)
+    np.testing.assert_array_equal(x[0], want)
+    if jpeg_decoder == "window":
+        return  # the window decoder against a full decode: tests/runtime/test_jpeg.py
+    # ... which is Pillow's antialiased resize of the core's window
     with Image.open(train.files[first]) as img:
         crop = train_crop(seed=0, epoch=0, index=first, width=img.width, height=img.height)
         want = np.asarray(img.convert("RGB").resize((16, 16), Image.Resampling.BILINEAR, box=crop.box))
@@ -85,7 +92,7 @@ def test_a_resumed_epoch_reads_the_rest_with_the_same_crops(folder):
 
 def test_evaluation_reads_each_image_once_over_the_ranks(folder):
     train, val = open_folder(folder)
-    with _source(train, val, 0, eval_batch=2) as source:
+    with _source(train, val, 0, eval_batch=2, augment=Augment(image_size=16, jpeg_decoder="pillow")) as source:
         counts = [sum(len(y) for _, y in source.eval_batches(rank=r, world_size=2)) for r in range(2)]
         x, _ = next(source.eval_batches(rank=0, world_size=1))
     assert counts == [5, 4]
