@@ -9,14 +9,14 @@ the crop throws away. :func:`decode_window` decodes only what the window needs (
   (``jpeg_skip_scanlines``, ``jpeg_abort_decompress``);
 * only the iMCU columns the window touches are inverse-transformed and colour-converted
   (``jpeg_crop_scanline``);
-* a window that the resize shrinks by ``8/N`` or more is decoded at ``N/8`` scale (libjpeg's scaled
-  inverse DCT, N = 1..8: the smallest N that keeps the window at least S × S), so the resize that
-  follows does less too.
+* a window at least twice S on its short side is decoded at ``N/8`` scale (libjpeg's scaled inverse
+  DCT, N = 4, 2 or 1: the smallest that keeps it at least S × S), as Pillow's ``draft`` would.
 
-The window is then resized to S × S by Pillow's antialiased bilinear resampling, on exactly the
-sub-pixel box the crop asks for, as the full-decode path does: at N = 8 the two paths give the same
-pixels (``tests/runtime/test_jpeg.py``). Where the module was not built (no libjpeg headers at install
-time), :func:`available` is False and :func:`harness.runtime.images.decode` decodes with Pillow.
+The window is then resampled to S × S in the same C call, with Pillow's antialiased bilinear filter
+re-implemented tap for tap on the full image's coordinates: at N = 8 the pixels are those of
+``Image.resize((S, S), BILINEAR, box=crop.box)`` on a full decode (``tests/runtime/test_jpeg.py``),
+the torchvision ``RandomResizedCrop`` result. Where the module was not built (no libjpeg headers at
+install time), :func:`available` is False and :func:`harness.runtime.images.decode` decodes with Pillow.
 
 Not taken here, and left to Pillow's full decode: files that are not baseline or progressive 8-bit
 YCbCr, RGB or grey JPEGs (CMYK, 12-bit), and files that do not end with the JPEG end marker (a
@@ -61,15 +61,22 @@ def header(data: bytes) -> tuple[int, int] | None:
     return (width, height) if colour_ok else None
 
 
+SCALES = (1, 2, 4, 8)  # the N/8 scales libjpeg-turbo decodes with SIMD (3/8, 5/8, ... are plain C: slower than 8/8)
+
+
 def scale_for(crop: Crop, size: int) -> int:
-    """N of the N/8 DCT scale a window is decoded at: the smallest N in 1..8 whose scaled window is still at
-    least ``size`` pixels on each side (8 when the window is smaller than ``size``: it is upsampled)."""
-    need = max(size / crop.width, size / crop.height) * 8
-    return min(8, max(1, math.ceil(need - 1e-9)))
+    """N of the N/8 DCT scale a window is decoded at: the smallest N in (1, 2, 4, 8) whose scaled window is
+    still at least ``size`` pixels on each side (8 when the window is smaller than twice ``size``)."""
+    return next(n for n in SCALES if n == 8 or min(crop.width, crop.height) * n / 8 >= size)
 
 
 def decode_window(data: bytes, crop: Crop, *, width: int, height: int, size: int, grey: bool) -> np.ndarray:
     """Decode ``crop``'s window of a JPEG, resample it to ``size`` × ``size`` and mirror it if the crop says so.
+
+    At scale 8/8 the result is Pillow's ``Image.resize((S, S), BILINEAR, box=crop.box)`` of the full
+    decode, pixel for pixel (the same taps, fixed-point coefficients and rounding). A window at least
+    twice S on its short side is decoded at N/8 first (libjpeg's scaled inverse DCT), as Pillow's
+    ``draft`` would, and the box resampled from there.
 
     Args:
         data: the encoded file; :func:`header` must have accepted it and given ``width``, ``height``.
@@ -89,13 +96,13 @@ def decode_window(data: bytes, crop: Crop, *, width: int, height: int, size: int
     out_w, out_h = -(-width * n // 8), -(-height * n // 8)  # libjpeg rounds scaled sizes up
     x0, y0 = crop.left * factor, crop.top * factor
     x1, y1 = (crop.left + crop.width) * factor, (crop.top + crop.height) * factor
-    # Bilinear sampling reads one pixel beyond the box at most: decode that margin too, and one column
-    # more on the right (libjpeg's upsampling approximates a region's last column inside the image), so
-    # every pixel sampled is a full decode's.
-    left, top = max(0, math.floor(x0) - 1), max(0, math.floor(y0) - 1)
-    right, bottom = min(out_w, math.ceil(x1) + 2), min(out_h, math.ceil(y1) + 1)
-    pixels, _, _, _ = _jpegwindow.decode(data, n, left, top, right, bottom, grey, x0 - left, y0 - top,
-                                         x1 - left, y1 - top, size, crop.flip)
+    # The filter reads up to its support (the shrink factor, at least 1) beyond the box, rounded: decode
+    # that margin, and one column more on the right (libjpeg's upsampling approximates a region's last
+    # column inside the image), so that every pixel a tap reads is the full decode's.
+    margin = math.ceil(max(1.0, (x1 - x0) / size, (y1 - y0) / size)) + 2
+    left, top = max(0, math.floor(x0) - margin), max(0, math.floor(y0) - margin)
+    right, bottom = min(out_w, math.ceil(x1) + margin + 1), min(out_h, math.ceil(y1) + margin)
+    pixels, _, _, _ = _jpegwindow.decode(data, n, left, top, right, bottom, grey, x0, y0, x1, y1, size, crop.flip)
     return np.frombuffer(pixels, np.uint8).reshape(size, size, 1 if grey else 3)
 
 
@@ -113,5 +120,5 @@ def decode_region(data: bytes, *, scale_num: int, left: int, top: int, right: in
         ValueError: a window outside the scaled image, or bytes the decoder fails on.
     """
     pixels, got_w, got_h, shift = _jpegwindow.decode(data, scale_num, left, top, right, bottom, grey,
-                                                     0.0, 0.0, 1.0, 1.0, 0, False)
+                                                     0.0, 0.0, 1.0, 1.0, 0, False)  # size 0: no resampling
     return np.frombuffer(pixels, np.uint8).reshape(got_h, got_w, 1 if grey else 3), shift
