@@ -28,6 +28,7 @@ import mmap
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -140,6 +141,7 @@ class SharedSlots:
     def __init__(self):
         self.free: list[tuple[int, int, int, mmap.mmap]] = []  # (bytes, fd, id, the rank's map)
         self.made: list[tuple[int, int, int, mmap.mmap]] = []
+        self.lock = threading.Lock()  # taken by the submitting thread, given back by the collector
 
     @staticmethod
     def supported() -> bool:
@@ -147,9 +149,10 @@ class SharedSlots:
 
     def take(self, nbytes: int) -> tuple[int, int, int, mmap.mmap]:
         """A free buffer of at least ``nbytes`` bytes (a new one when none is)."""
-        for j, slot in enumerate(self.free):
-            if slot[0] >= nbytes:
-                return self.free.pop(j)
+        with self.lock:
+            for j, slot in enumerate(self.free):
+                if slot[0] >= nbytes:
+                    return self.free.pop(j)
         nbytes = max(nbytes, mmap.PAGESIZE)
         fd = os.memfd_create("harness-decoded", os.MFD_CLOEXEC)
         os.ftruncate(fd, nbytes)
@@ -158,7 +161,8 @@ class SharedSlots:
         return slot
 
     def give(self, slot: tuple[int, int, int, mmap.mmap]) -> None:
-        self.free.append(slot)
+        with self.lock:
+            self.free.append(slot)
 
     def close(self) -> None:
         """Unmap and close every buffer (the workers must be gone: their maps keep the memory alive)."""
@@ -219,7 +223,7 @@ class ImageSource:
         self.images = 0  # training images decoded by this rank's workers
         self.decode_s = 0.0  # worker seconds spent on them
         self.skipped: list[str] = []
-        self._pool = None
+        self._pool = self._collector = None
         self._slots = SharedSlots() if data_workers and SharedSlots.supported() else None
         if data_workers:
             context = multiprocessing.get_context("fork")  # no re-import of the user's script (spawn would)
@@ -227,6 +231,7 @@ class ImageSource:
                                                                 initializer=_start_worker,
                                                                 initargs=(self.decoder, os.getpid()))
             self._pool.submit(_noop).result()  # start the workers now, from this thread
+            self._collector = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harness-collect")
 
     def check_world_size(self, world_size: int) -> None:
         """Refuse a k that the shards cannot be split over (every rank needs a shard of its own).
@@ -279,14 +284,24 @@ class ImageSource:
         return max(1, min(batch, self.data_workers))
 
     def _decoded(self, split: str, epoch: int, groups) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
-        """Each group (a step: micro-batches of index chunks) decoded, in order, ``prefetch_steps`` ahead."""
+        """Each group (a step: micro-batches of index chunks) decoded, in order, ``prefetch_steps`` ahead.
+
+        With workers, a collector thread assembles each step as soon as its chunks are decoded (the copy
+        out of shared memory included), so the consumer waits only when the workers are behind.
+        """
         pending = collections.deque()
         for group in groups:
-            pending.append([[self._submit(split, epoch, chunk) for chunk in micro if len(chunk)] for micro in group])
+            step = [[self._submit(split, epoch, chunk) for chunk in micro if len(chunk)] for micro in group]
+            pending.append(self._collector.submit(self._collect, split, step) if self._collector else
+                           self._collect(split, step))
             if len(pending) > self.prefetch_steps:
-                yield self._collect(split, pending.popleft())
+                yield self._assembled(pending.popleft())
         while pending:
-            yield self._collect(split, pending.popleft())
+            yield self._assembled(pending.popleft())
+
+    @staticmethod
+    def _assembled(step):
+        return step.result() if isinstance(step, concurrent.futures.Future) else step
 
     def _submit(self, split, epoch, chunk):
         if self._pool is None:
@@ -304,19 +319,21 @@ class ImageSource:
         return future
 
     def _result(self, f):
-        """A chunk's (x, y, skipped, seconds), x copied out of its shared slot (which is then reused)."""
+        """A chunk's (x, y, skipped, seconds, slot): x views its shared slot (give the slot back once x is
+        copied) or is the worker's own array (slot None)."""
         if not isinstance(f, concurrent.futures.Future):
-            return f
+            return (*f, None)
         slot = getattr(f, "slot", None)
         try:
             x, y, skipped, seconds = f.result()
-            if slot is not None:
-                s, c = self.augment.image_size, self.augment.channels
-                x = np.frombuffer(slot[3], np.uint8, len(y) * s * s * c).reshape(len(y), s, s, c).copy()
-        finally:
-            if slot is not None and f.done():  # the worker is done with it, whatever the outcome
+        except BaseException:
+            if slot is not None and f.done():  # the worker is done with it
                 self._slots.give(slot)
-        return x, y, skipped, seconds
+            raise
+        if slot is not None:
+            s, c = self.augment.image_size, self.augment.channels
+            x = np.frombuffer(slot[3], np.uint8, len(y) * s * s * c).reshape(len(y), s, s, c)
+        return x, y, skipped, seconds, slot
 
     def _died(self) -> DecodeWorkerDied:
         return DecodeWorkerDied(f"a decode worker of this rank ended without a result (killed, or out of memory: "
@@ -330,9 +347,15 @@ class ImageSource:
                 parts = [self._result(f) for f in futures]
             except concurrent.futures.process.BrokenProcessPool:
                 raise self._died() from None
-            x = np.concatenate([p[0] for p in parts])
+            x = np.empty((sum(len(p[1]) for p in parts), *parts[0][0].shape[1:]), np.uint8)
             y = np.concatenate([p[1] for p in parts])
-            for _, _, skipped, seconds in parts:
+            start = 0
+            for part, labels, _, _, slot in parts:  # one copy, out of the shared slots, which are then free
+                x[start:start + len(labels)] = part
+                start += len(labels)
+                if slot is not None:
+                    self._slots.give(slot)
+            for _, _, skipped, seconds, _ in parts:
                 self.skipped += skipped
                 if split == "train":
                     self.decode_s += seconds
@@ -364,6 +387,9 @@ class ImageSource:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._collector is not None:  # its queued steps fail fast now that the pool is gone
+            self._collector.shutdown(wait=True, cancel_futures=True)
+            self._collector = None
         if self._slots is not None:
             self._slots.close()
 
