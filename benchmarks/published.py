@@ -199,6 +199,45 @@ def with_input(case: Case, per_core_images_per_s: float, *, cores: int = DGX_A10
             "break_even_per_core": float(break_even)}
 
 
+# Per-core input rates for the DGX A100 AMP case, each measured by `harness bench input` on this project's
+# 2-core machine (results/input-pipeline/, the CSV named), ResNet-50's 224x224 training crops of JPEGs.
+# (label, images/s per core, source)
+INPUT_RATES = [
+    ("this pipeline, 47 kB JPEGs (q90)", 691.0, "bench-input-2core.csv, harness, W = 1"),
+    ("this pipeline, 95 kB JPEGs (q98)", 477.7, "bench-input-2core-q98.csv, harness, W = 1"),
+    ("tf.data (MLPerf's input), 95 kB JPEGs", 406.6, "bench-input-2core-q98.csv, tfdata, W = 1"),
+    ("Pillow full decode + resize, 95 kB JPEGs", 343.1, "bench-input-2core-q98.csv, harness-pillow, W = 1"),
+]
+
+
+def input_rows(rates: list[tuple[str, float, str]] = INPUT_RATES, case: Case = DLE_AMP) -> list[dict]:
+    """``case`` (default the DGX A100 AMP miss) predicted with the input term at each measured per-core rate
+    (:func:`with_input`): one row per rate, ``label``, ``source`` and ``with_input``'s fields."""
+    return [{"label": label, "source": source, **with_input(case, rate)} for label, rate, source in rates]
+
+
+def rate_for_published(case: Case = DLE_AMP) -> float:
+    """The per-core input rate (images/s) at which :func:`with_input` predicts ``case``'s published efficiency."""
+    return _solve(lambda rate: with_input(case, rate)["predicted_with"], case.published_efficiency, 1.0,
+                  with_input(case, 1.0)["break_even_per_core"])
+
+
+def input_markdown(rows: list[dict] | None = None) -> str:
+    """The DLE AMP case with and without the input term, per measured per-core rate (Markdown)."""
+    rows = rows if rows is not None else input_rows()
+    first = rows[0]
+    lines = [f"{first['name']} with the input term: 128 cores less one per GPU rank decode at a measured "
+             f"per-core rate (nothing fitted). It turns input-bound below {first['break_even_per_core']:.1f} "
+             f"images/s per core; the published {100 * first['published']:.1f}% would need "
+             f"{rate_for_published():.1f}.", "",
+             "| per-core rate measured for | images/s per core | per node | predicted without | with input | "
+             "published | bound by |", "| --- | --: | --: | --: | --: | --: | --- |"]
+    lines += [f"| {r['label']} | {r['per_core_images_per_s']:.1f} | {r['node_images_per_s']:,.0f} | "
+              f"{100 * r['predicted_without']:.1f}% | {100 * r['predicted_with']:.1f}% | {100 * r['published']:.1f}% | "
+              f"{r['bound']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def validation_rows(cases: list[Case] = CASES) -> list[dict]:
     """One row per case: ``name``, ``role``, ``published``, ``predicted`` and ``error`` (points, signed)."""
     rows = []
@@ -257,10 +296,11 @@ if __name__ == "__main__":
     import csv
     import sys
 
-    table = validation_rows()
-    print(validation_markdown(table))
+    table, inputs = validation_rows(), input_rows()
+    print(validation_markdown(table) + "\n\n" + input_markdown(inputs))
     if len(sys.argv) > 1:  # python -m benchmarks.published results/costmodel/validation.csv
-        with open(sys.argv[1], "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
+        for path, rows in ((sys.argv[1], table), (sys.argv[1].replace(".csv", "-input.csv"), inputs)):
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)

@@ -50,7 +50,8 @@ def test_run_config_round_trips_on_its_own_with_nested_data():
     config = RunConfig(out="r", data=DataConfig(source="x.npz", layout="NHWC", test_size=10), elastic=True)
     assert to_dict(config)["data"] == {"source": "x.npz", "data_dir": None, "layout": "NHWC", "train_size": None,
                                        "test_size": 10, "image_size": 224, "data_workers": None, "bad_images": "stop",
-                                       "min_crop_area": 0.08, "eval_crop_fraction": 0.875, "flip": True}
+                                       "min_crop_area": 0.08, "eval_crop_fraction": 0.875, "flip": True,
+                                       "jpeg_decoder": "window"}
     assert from_dict(RunConfig, json.loads(json.dumps(to_dict(config)))) == config
 
 
