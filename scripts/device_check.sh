@@ -11,10 +11,14 @@
 #   3. bench: harness vs plain torch images/s, ResNet-50 on synthetic data, k = 1, bf16 + channels-last
 #      -> $OUT/throughput.csv (one row per configuration; DEVICE_CHECK_BENCH_CONFIGS="fp32:no bf16:no
 #      bf16:yes" runs the three of results/device-check/throughput.csv);
-#   4. images: `harness data photos` (ImageNet-sized JPEGs from the photograph carried in .device/), then
-#      `harness train` of ResNet-50 from that folder on the GPU (bf16, channels-last, uint8 batches from
-#      pinned memory on the copy stream) with DEVICE_CHECK_IMAGE_WORKERS decode workers (default "4 14")
-#      -> $OUT/images.csv: data-wait share, pipeline and compute images/s, end-to-end images/s;
+#   4. input: `harness data photos` (ImageNet-sized JPEGs from the photograph carried in .device/), then
+#      `harness bench input` on them with DEVICE_CHECK_INPUT_WORKERS decode workers (default "1 2 4 8 12
+#      15": the worker-scaling curve of one rank on this host) for the window decoder, Pillow's full
+#      decode and Pillow's decode alone -> $OUT/input/input.csv; the window decoder comes prebuilt in
+#      .device/jpeg/ (with its libjpeg) where the machine cannot build it;
+#   5. images: `harness train` of ResNet-50 from that folder on the GPU (bf16, channels-last, uint8
+#      batches from pinned memory on the copy stream) with DEVICE_CHECK_IMAGE_WORKERS decode workers
+#      (default "14") -> $OUT/images.csv: data-wait share, pipeline and compute images/s, end to end;
 #   and $OUT/env.txt: nvidia-smi, Python, torch, CUDA, cuDNN and NCCL versions, the build's log tail.
 # Each phase has a timeout within one overall budget (printed first); a phase that fails or times out is
 # reported and the next one runs. Exit status 1 if any phase failed.
@@ -26,7 +30,7 @@
 # DEVICE_CHECK_DRY=1 prints the plan (Python, torch build, nvcc, NCCL, build variables, tests, bench
 # configurations, budgets) as key=value lines and runs nothing. Knobs: OUT, PYTHON, DEVICE_CHECK_TOTAL_S
 # (570), DEVICE_CHECK_BUILD_S (240), DEVICE_CHECK_TESTS_S (150), DEVICE_CHECK_BENCH_S (50 per
-# configuration), DEVICE_CHECK_IMAGES_S (45 per worker count, + 30 to generate the photos),
+# configuration), DEVICE_CHECK_INPUT_S (75, with 30 to generate the photos), DEVICE_CHECK_IMAGES_S (45 per worker count),
 # DEVICE_CHECK_IMAGE_SIZE (224), DEVICE_CHECK_BATCH (128), DEVICE_CHECK_CC (compute capability, e.g. 90); and, to try
 # the whole flow on a machine without a GPU: DEVICE_CHECK_GPU_OPERATIONS= (empty: build without NCCL
 # and check on CPU tensors), DEVICE_CHECK_DEVICE=cpu, DEVICE_CHECK_MODEL=resnet-small, DEVICE_PACK,
@@ -43,7 +47,9 @@ TESTS_S=${DEVICE_CHECK_TESTS_S:-150}
 BENCH_S=${DEVICE_CHECK_BENCH_S:-50}
 IMAGES_S=${DEVICE_CHECK_IMAGES_S:-45}
 IMAGE_SIZE=${DEVICE_CHECK_IMAGE_SIZE:-224}
-read -r -a IMAGE_WORKERS <<<"${DEVICE_CHECK_IMAGE_WORKERS:-4 14}"
+read -r -a IMAGE_WORKERS <<<"${DEVICE_CHECK_IMAGE_WORKERS:-14}"
+INPUT_S=${DEVICE_CHECK_INPUT_S:-75}
+INPUT_WORKERS=${DEVICE_CHECK_INPUT_WORKERS:-1 2 4 8 12 15}
 BATCH=${DEVICE_CHECK_BATCH:-128}
 GPU_OPS=${DEVICE_CHECK_GPU_OPERATIONS-NCCL}
 DEVICE=${DEVICE_CHECK_DEVICE:-cuda}
@@ -104,6 +110,16 @@ pack() {
         -d "$PACK/wheels" "${entry%%==*}" || die "could not download ${entry%%==*} for CPython $python"
     done
   done
+  # The JPEG window decoder, for a machine without libjpeg's headers: the CPython limited-API module
+  # (any CPython >= 3.10) linked against this machine's libjpeg-turbo, which is carried beside it.
+  local include libjpeg
+  include=$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("include"))')
+  libjpeg=$(ldconfig -p | awk '/libjpeg.so.62 .*x86-64/ {print $NF; exit}')
+  mkdir -p "$PACK/jpeg"
+  [ -n "$libjpeg" ] && cp -L "$libjpeg" "$PACK/jpeg/libjpeg.so.62" &&
+    gcc -O3 -fwrapv -fPIC -shared -I"$include" "$ROOT/harness/runtime/_jpegwindow.c" -Wl,-rpath,'$ORIGIN' \
+      -L"$PACK/jpeg" -l:libjpeg.so.62 -o "$PACK/jpeg/_jpegwindow.abi3.so" ||
+    die "could not build the JPEG window decoder for the pack (gcc and libjpeg-dev needed here)"
   say "packed $(du -sh "$PACK" | cut -f1) in $PACK (carry .device; the device tool carries at most 64 MiB):"
   find "$PACK" -type f | sort | sed "s|^$PACK/|  |"
 }
@@ -173,7 +189,8 @@ plan() {
     echo "bench=$MODEL device=$DEVICE precision=$precision channels_last=$cl per_worker_batch=$BATCH"
   done
   echo "images=$MODEL device=$DEVICE precision=bf16 channels_last=yes per_worker_batch=$BATCH data_workers=${IMAGE_WORKERS[*]}"
-  echo "budget_s=build:$BUILD_S tests:$TESTS_S bench:$((BENCH_S * ${#BENCH_CONFIGS[@]})) images:$((IMAGES_S * ${#IMAGE_WORKERS[@]} + 30)) total:$TOTAL_S"
+  echo "input_workers=$INPUT_WORKERS"
+  echo "budget_s=build:$BUILD_S tests:$TESTS_S bench:$((BENCH_S * ${#BENCH_CONFIGS[@]})) input:$INPUT_S images:$((IMAGES_S * ${#IMAGE_WORKERS[@]})) total:$TOTAL_S"
   echo "out=$OUT"
 }
 
@@ -309,14 +326,35 @@ EOF
   return $rc
 }
 
-phase_images() {
-  local photos=$WORK/photos workers name rc=0
-  echo "model,precision,channels_last,per_worker_batch,data_workers,steps,images_per_s_compute,images_per_s_end_to_end,data_wait_share,pipeline_images_per_s_per_rank,compute_images_per_s_per_rank,input_bound" >"$OUT/images.csv"
+make_photos() {
+  local photos=$WORK/photos
   if [ ! -d "$photos/train" ]; then
     rm -rf "$photos"
     (cd "$ROOT" && inpy -m harness_cli data photos "$photos" --classes 10 --images-per-class 256 --val-per-class 20 \
       --photo "$PACK/$PHOTO") || die "could not generate the photo folder"
   fi
+}
+
+phase_input() {
+  make_photos
+  if ! (cd "$ROOT" && inpy -c 'import sys; from harness.runtime import jpeg; sys.exit(not jpeg.available())'); then
+    say "the window decoder is not built here: using the one in $PACK/jpeg/"
+    cp "$PACK/jpeg/_jpegwindow.abi3.so" "$PACK/jpeg/libjpeg.so.62" "$ROOT/harness/runtime/" ||
+      die "no prebuilt window decoder in $PACK/jpeg (make device-pack)"
+  fi
+  local counts
+  counts=$(echo "$INPUT_WORKERS" | tr ' ' ',')
+  (cd "$ROOT" && inpy -m harness_cli bench input --dataset "$WORK/photos" --pipelines harness,harness-pillow,decode \
+    --data-workers "$counts" --images 1024 --out "$OUT/input" --overwrite) >"$OUT/input.txt" 2>&1
+  local rc=$?
+  tail -25 "$OUT/input.txt"
+  return $rc
+}
+
+phase_images() {
+  local photos=$WORK/photos workers name rc=0
+  echo "model,precision,channels_last,per_worker_batch,data_workers,steps,images_per_s_compute,images_per_s_end_to_end,data_wait_share,pipeline_images_per_s_per_rank,compute_images_per_s_per_rank,input_bound" >"$OUT/images.csv"
+  make_photos
   for workers in "${IMAGE_WORKERS[@]}"; do
     name=images-w$workers
     say "train $MODEL from $photos with $workers decode workers (at most $IMAGES_S s)"
@@ -379,13 +417,14 @@ main() {
   if [ "${DEVICE_CHECK_DRY:-0}" = 1 ]; then plan; return 0; fi
   [ -n "$PY" ] || die "no python with torch found (set PYTHON)"
   mkdir -p "$OUT" "$WORK"
-  say "budget: build <= $BUILD_S s, tests <= $TESTS_S s, bench <= ${#BENCH_CONFIGS[@]} x $BENCH_S s, images <= ${#IMAGE_WORKERS[@]} x $IMAGES_S s + 30, all <= $TOTAL_S s; results in $OUT"
+  say "budget: build <= $BUILD_S s, tests <= $TESTS_S s, bench <= ${#BENCH_CONFIGS[@]} x $BENCH_S s, input <= $INPUT_S s, images <= ${#IMAGE_WORKERS[@]} x $IMAGES_S s, all <= $TOTAL_S s; results in $OUT"
   plan | sed 's/^/  /'
   write_env
   run_phase build "$BUILD_S" phase_build
   run_phase tests "$TESTS_S" phase_tests
   [ "${#BENCH_CONFIGS[@]}" -eq 0 ] || run_phase bench $((BENCH_S * ${#BENCH_CONFIGS[@]})) phase_bench
-  run_phase images $((IMAGES_S * ${#IMAGE_WORKERS[@]} + 30)) phase_images
+  run_phase input "$INPUT_S" phase_input
+  run_phase images $((IMAGES_S * ${#IMAGE_WORKERS[@]})) phase_images
   append_build_env
   say "done in $SECONDS s:"
   printf '  %s\n' "${STATUS[@]}"

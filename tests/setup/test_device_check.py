@@ -62,9 +62,10 @@ def test_dry_run_runs_every_cuda_test_a_resnet50_bench_and_the_image_pipeline_in
     assert sorted(plan["tests"].split()) == expected
     assert {"tests/backends/test_torch_cuda.py", "tests/backends/test_torch_cuda_engine.py"} <= set(expected)
     assert bench == ["resnet50 device=cuda precision=bf16 channels_last=yes per_worker_batch=128"]
-    assert plan["images"] == "resnet50 device=cuda precision=bf16 channels_last=yes per_worker_batch=128 data_workers=4 14"
+    assert plan["images"] == "resnet50 device=cuda precision=bf16 channels_last=yes per_worker_batch=128 data_workers=14"
+    assert plan["input_workers"] == "1 2 4 8 12 15"  # the worker-scaling curve of one rank on a 16-core host
     budget = dict(part.split(":") for part in plan["budget_s"].split())
-    phases = ("build", "tests", "bench", "images")
+    phases = ("build", "tests", "bench", "input", "images")
     assert sum(int(budget[phase]) for phase in phases) <= int(budget["total"]) <= 580
     _, three = dry_run(PYTHONPATH=str(site), CUDA_HOME=str(cuda), DEVICE_CHECK_BENCH_CONFIGS="fp32:no bf16:no bf16:yes")
     assert [b.split()[2:4] for b in three] == [["precision=fp32", "channels_last=no"],
