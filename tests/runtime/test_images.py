@@ -294,3 +294,29 @@ def test_a_decode_worker_that_dies_ends_the_iteration_with_one_error(folder):
         with pytest.raises(DecodeWorkerDied, match="a decode worker of this rank ended"):
             for _ in range(23):  # at most 3 were decoded ahead before the kill
                 next(steps)
+
+
+def test_decoded_chunks_come_back_through_shared_memory_that_closes_with_the_source(folder):
+    from harness.runtime.pipeline import SharedSlots
+
+    if not SharedSlots.supported():
+        pytest.skip("no memfd here: chunks are pickled")
+
+    def buffers():
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:harness-decoded"):
+                    found.append(fd)
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+        return found
+
+    train, val = open_folder(folder)
+    before = buffers()
+    with _source(train, val, 2) as source:
+        steps = _epoch(source, n=4)
+        held = buffers()
+        assert len(steps) == 6 and len(held) > len(before)
+        assert len(source._slots.made) <= 2 * (source.prefetch_steps + 1)  # reused, not one per chunk
+    assert buffers() == before  # unmapped and closed, workers gone
