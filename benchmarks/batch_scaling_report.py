@@ -16,7 +16,12 @@ import json
 import math
 from pathlib import Path
 
-from benchmarks.batch_scaling import BASE_METHOD, METHODS, SGD_METHODS, Grid
+from benchmarks.batch_scaling import BASE_METHOD, CURVE_METHODS, METHODS, SGD_METHODS, Grid
+
+KNEE_TOLERANCE = 0.5  # points: a multiple is "flat" when the upper end of its gap's 95% CI is at most this
+CONSTANT_WARMUP_MULTIPLE = 32  # where claim 3 is read: Goyal's 8k is 32x their 256 (Table 1)
+NO_SCALING_MULTIPLE = 32  # where claim 4 is read
+NO_SCALING_LOSS = 3.0  # points the control must lose there
 
 # -- statistics ------------------------------------------------------------------------------------------
 # Two-sided 95% quantiles t_{0.975, df} of Student's t for df = 1..30 (any statistics table).
@@ -98,39 +103,76 @@ def _difference(frame, multiple: int, better: str, worse: str) -> tuple[float, f
     return paired_interval([a[s] - b[s] for s in sorted(set(a) & set(b))])
 
 
-def targets(rows: list[dict], table) -> list[dict]:
-    """The issue's checks and targets, each with its value, paired 95% interval and verdict.
+def knee(table, method: str, *, tolerance: float = KNEE_TOLERANCE) -> int:
+    """The knee of ``method``'s curve: the largest multiple whose gap to the base has the upper end of its
+    paired 95% interval at most ``tolerance`` points (the accuracy there is indistinguishable from the base's
+    within ``tolerance``, with 95% confidence); 1 (the base itself) when no multiple above it is.
 
-    ``met`` is ``yes``/``no`` on the mean (the targets are stated on the mean gap); ``significant``
-    says whether the 95% interval excludes the threshold.
+    Args:
+        table: :func:`summarise`'s table (``multiple``, ``method``, ``gap_ci_high``).
+
+    Returns:
+        The multiple (1, or one the method was run at). A multiple whose interval is undefined (one seed)
+        is never flat.
+
+    Example:
+        Gaps' upper ends 0.2, 0.4, 0.9, 0.3 at 4x, 8x, 16x, 32x give 32: the largest that is within
+        tolerance, whatever lies below it (:func:`render_claims` shows every multiple's interval).
+    """
+    rows = table[(table["method"] == method) & (table["multiple"] > 1)]
+    flat = [int(r.multiple) for r in rows.itertuples() if not math.isnan(r.gap_ci_high) and r.gap_ci_high <= tolerance]
+    return max(flat, default=1)
+
+
+def claims(rows: list[dict], table) -> list[dict]:
+    """The papers' comparative claims on this grid, each with its value, paired 95% interval and verdict.
+
+    1. linear scaling + gradual warmup: knee >= 8x (Goyal et al.: flat up to 8k, 32x their base);
+    2. LARS: (a) knee at a larger multiple than linear + gradual's, (b) at the largest multiple, LARS's
+       accuracy minus linear + gradual's > 0 with the interval clear of 0 (You et al.);
+    3. gradual warmup beats constant warmup at 32x (Goyal Table 1 at 8k), interval clear of 0; the other
+       multiples constant warmup ran at are reported beside it, not as the claim;
+    4. no LR scaling loses >= 3 points at 32x (the control is sensitive): the mean gap.
+
+    A claim whose configurations were not run is left out. Returns dicts with ``claim``, ``value``,
+    ``ci_low``, ``ci_high``, ``threshold``, ``supported`` (``yes``/``no``) and ``rule``.
     """
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    largest = max(frame["multiple"])
-    checks = []
+    ran = {(int(r.multiple), r.method) for r in table.itertuples() if r.multiple > 1}  # 1: the base, for every SGD method
+    largest = int(max(frame["multiple"]))
+    nan = math.nan
+    out = []
 
-    def add(name: str, stat: tuple, threshold: float, higher_is_good: bool):
-        mean, _, low, high = stat
-        ok = mean >= threshold if higher_is_good else mean <= threshold
-        sure = (low > threshold if higher_is_good else high < threshold) if ok else \
-            (high < threshold if higher_is_good else low > threshold)
-        checks.append({"check": name, "value": mean, "ci_low": low, "ci_high": high, "threshold": threshold,
-                       "met": "yes" if ok else "no", "significant": "yes" if sure else "no"})
+    def add(claim, value, low, high, threshold, supported, rule):
+        out.append({"claim": claim, "value": value, "ci_low": low, "ci_high": high, "threshold": threshold,
+                    "supported": "yes" if supported else "no", "rule": rule})
 
-    add("base accuracy (%) >= 91", paired_interval(list(_by_seed(frame, 1, BASE_METHOD).values())), 91.0, True)
-    gap = {(int(r.multiple), r.method): (r.gap_mean, r.gap_std, r.gap_ci_low, r.gap_ci_high)
-           for r in table.itertuples()}
-    for multiple, method, threshold, good in ((32, "no-scaling", 3.0, True), (32, "linear-gradual", 0.5, False),
-                                              (64, "lars", 1.0, False)):
-        if (multiple, method) in gap:
-            verb = "loses >=" if good else "within"
-            add(f"{multiple}x {method} gap (points) {verb} {threshold:g}", gap[multiple, method], threshold, good)
-    for worse in ("linear", "linear-constant"):
-        if {(largest, "linear-gradual"), (largest, worse)} <= set(gap):
-            add(f"{largest}x linear-gradual minus {worse} (points) > 0",
-                _difference(frame, largest, "linear-gradual", worse), 0.0, True)
-    return checks
+    gradual_knee = knee(table, "linear-gradual") if any(m == "linear-gradual" for _, m in ran) else None
+    if gradual_knee is not None:
+        add("1. linear-gradual knee >= 8x", gradual_knee, nan, nan, 8, gradual_knee >= 8,
+            f"largest multiple whose gap CI ends <= {KNEE_TOLERANCE:g} points")
+    if gradual_knee is not None and any(m == "lars" for _, m in ran):
+        lars_knee = knee(table, "lars")
+        add("2a. lars knee > linear-gradual knee", lars_knee, nan, nan, gradual_knee, lars_knee > gradual_knee,
+            "knees as in claim 1")
+        if {(largest, "lars"), (largest, "linear-gradual")} <= ran:
+            mean, _, low, high = _difference(frame, largest, "lars", "linear-gradual")
+            add(f"2b. {largest}x lars minus linear-gradual (points) > 0", mean, low, high, 0.0, low > 0,
+                "paired 95% CI above 0")
+    constant = sorted(m for m, method in ran if method == "linear-constant")
+    for m in sorted(constant, key=lambda m: m != CONSTANT_WARMUP_MULTIPLE):
+        if (m, "linear-gradual") in ran:
+            mean, _, low, high = _difference(frame, m, "linear-gradual", "linear-constant")
+            label = "3." if m == CONSTANT_WARMUP_MULTIPLE else "3 (beside it)."
+            add(f"{label} {m}x linear-gradual minus linear-constant (points) > 0", mean, low, high, 0.0, low > 0,
+                "paired 95% CI above 0")
+    if (NO_SCALING_MULTIPLE, "no-scaling") in ran:
+        row = table[(table["multiple"] == NO_SCALING_MULTIPLE) & (table["method"] == "no-scaling")].iloc[0]
+        add(f"4. {NO_SCALING_MULTIPLE}x no-scaling gap (points) >= {NO_SCALING_LOSS:g}", row.gap_mean,
+            row.gap_ci_low, row.gap_ci_high, NO_SCALING_LOSS, row.gap_mean >= NO_SCALING_LOSS, "mean paired gap")
+    return out
 
 
 # -- plots -----------------------------------------------------------------------------------------------
@@ -143,26 +185,62 @@ def _pyplot():
     return plt
 
 
-def plot_accuracy(table, out: Path) -> Path:
-    """``accuracy.png``: mean test accuracy against global batch per method, error bars ± one std over seeds."""
+def mean_interval(mean: float, std: float, seeds: int) -> tuple[float, float]:
+    """The 95% t interval of a mean over ``seeds`` runs: mean ± t_{0.975, seeds−1}·std/√seeds (NaN for one)."""
+    if seeds < 2 or math.isnan(std):
+        return math.nan, math.nan
+    half = t975(seeds - 1) * std / math.sqrt(seeds)
+    return mean - half, mean + half
+
+
+CONTROL_COLOURS = {"no-scaling": "C1", "linear": "C4", "linear-constant": "C2", "mlperf-lars": "C5"}
+
+
+def plot_error(table, out: Path) -> Path:
+    """``error.png``: test error (%) against global batch on a log2 axis, as Goyal et al.'s Figure 1: one line
+    per curve method through the multiples it ran at, with the 95% band of its mean over seeds; the base's
+    band across the plot; the controls as points with 95% bars; each curve's knee marked."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for i, method in enumerate(METHODS):
-        rows = table[table["method"] == method]
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    base = table[(table["multiple"] == 1) & (table["method"] == BASE_METHOD)].iloc[0]
+    base_low, base_high = mean_interval(100 - base.accuracy_mean, base.accuracy_std, int(base.seeds))
+    batches = sorted(int(b) for b in table["global_batch"].unique())
+    ax.axhspan(base_low, base_high, color="0.85", label=f"base kn = {int(base.global_batch)}, 95% band")
+    ax.axhline(100 - base.accuracy_mean, color="0.5", lw=0.8)
+    colours = {"linear-gradual": "C0", "lars": "C3"}
+    for method in CURVE_METHODS:
+        rows = table[(table["method"] == method) | ((table["multiple"] == 1) & (table["method"] == BASE_METHOD))]
+        rows = rows.drop_duplicates("multiple").sort_values("multiple")
+        if len(rows) < 2:
+            continue
+        error = 100 - rows["accuracy_mean"]
+        bands = [mean_interval(100 - r.accuracy_mean, r.accuracy_std, int(r.seeds)) for r in rows.itertuples()]
+        ax.fill_between(rows["global_batch"], [b[0] for b in bands], [b[1] for b in bands],
+                        color=colours.get(method), alpha=0.2, lw=0)
+        ax.plot(rows["global_batch"], error, marker="o", color=colours.get(method), label=method)
+        k = knee(table, method)
+        at = rows[rows["multiple"] == k].iloc[0]
+        ax.plot([at.global_batch], [100 - at.accuracy_mean], marker="v", ms=12, mfc="none",
+                color=colours.get(method), label=f"{method} knee: {k}×")
+    for i, method in enumerate(m for m in METHODS if m not in CURVE_METHODS):
+        rows = table[(table["method"] == method) & (table["multiple"] > 1)]
         if len(rows):
-            shift = 1 + 0.02 * (i - 2.5)  # a small horizontal offset so the error bars do not overlap
-            ax.errorbar(rows["global_batch"] * shift, rows["accuracy_mean"], yerr=rows["accuracy_std"].fillna(0),
-                        marker="o", capsize=3, label=method)
-    batches = sorted(table["global_batch"].unique())
-    ax.set(xscale="log", xlabel="global batch kn", ylabel="test accuracy (%)",
-           title=f"Fashion-MNIST, same epochs at every batch (mean ± std, {int(table['seeds'].max())} seeds)")
+            bands = [mean_interval(100 - r.accuracy_mean, r.accuracy_std, int(r.seeds)) for r in rows.itertuples()]
+            errors = 100 - rows["accuracy_mean"]
+            yerr = [[e - b[0] for e, b in zip(errors, bands)], [b[1] - e for e, b in zip(errors, bands)]]
+            ax.errorbar(rows["global_batch"] * (1.04 + 0.04 * i), errors, yerr=yerr, fmt="s", ms=4, capsize=2,
+                        color=CONTROL_COLOURS.get(method), label=method)
+    ax.set_xscale("log", base=2)
     ax.set_xticks(batches, labels=[str(b) for b in batches])
     ax.minorticks_off()
-    ax.legend(fontsize=8)
+    ax.set(xlabel="global batch kn (log2)", ylabel="test error (%)",
+           title=f"Fashion-MNIST, {table['epochs'].iloc[0]:g} epochs at every batch "
+                 f"({int(table['seeds'].max())} seeds, 95% bands)")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=120)
+    fig.savefig(out / "error.png", dpi=120)
     plt.close(fig)
-    return out / "accuracy.png"
+    return out / "error.png"
 
 
 def early_losses(rows: list[dict], out: Path, multiple: int, *, epochs: float = 2.0) -> dict[str, tuple[list, list]]:
@@ -237,7 +315,8 @@ def render_table(table) -> str:
 
 
 def render_targets(checks) -> str:
-    """The checks and targets as a Markdown table (value, paired 95% interval, verdict)."""
+    """The earlier two-multiple grid's checks as a Markdown table (value, paired 95% interval, verdict): the
+    format of the committed ``results/batch-scaling/targets.csv`` until the curve grid replaces it."""
     lines = ["| check | value | 95% CI | met | CI clear of the threshold |", "|:--|--:|:--|:--|:--|"]
     for c in checks:
         lines.append(f"| {c['check']} | {c['value']:.2f} | {_interval(c['ci_low'], c['ci_high'])} | {c['met']} "
@@ -245,18 +324,33 @@ def render_targets(checks) -> str:
     return "\n".join(lines)
 
 
+def render_claims(checks: list[dict]) -> str:
+    """The claims as a Markdown table: value (a knee, or a difference in points), paired 95% interval,
+    threshold, verdict, and how it was read."""
+    lines = ["| claim | value | 95% CI | threshold | supported | read as |", "|:--|--:|:--|--:|:--|:--|"]
+    for c in checks:
+        value = f"{c['value']:g}×" if "knee" in c["claim"] else f"{c['value']:+.2f}"
+        threshold = f"{c['threshold']:g}×" if "knee" in c["claim"] else f"{c['threshold']:g}"
+        lines.append(f"| {c['claim']} | {value} | {_interval(c['ci_low'], c['ci_high'])} | {threshold} "
+                     f"| {c['supported']} | {c['rule']} |")
+    return "\n".join(lines)
+
+
 def render_readme(out: Path) -> str:
     """The README fragment, from ``out/summary.csv`` and ``out/targets.csv`` alone (so it can be checked
-    against the committed CSV files)."""
+    against the committed CSV files). A ``targets.csv`` of claims (``claim`` column) renders with
+    :func:`render_claims`; one of the earlier two-multiple grid's checks (``check``) with
+    :func:`render_targets`."""
     import pandas as pd
 
     table = pd.read_csv(out / "summary.csv")
     checks = pd.read_csv(out / "targets.csv").to_dict("records")
-    return "\n".join([render_table(table), "", render_targets(checks), ""])
+    rendered = render_claims(checks) if checks and "claim" in checks[0] else render_targets(checks)
+    return "\n".join([render_table(table), "", rendered, ""])
 
 
 def render(table, checks, grid: Grid, *, mode: str, backend: str, command: str, wall_s: float, machine: str) -> str:
-    """``table.md``: how the grid was produced, the summary and the targets."""
+    """``table.md``: how the grid was produced, the summary and the claims."""
     return "\n".join([
         "# Batch scaling on Fashion-MNIST", "",
         f"`{command}` — backend {backend}, model {grid.model}, {mode}; base batch b0 = {grid.base_batch} with LR "
@@ -265,9 +359,10 @@ def render(table, checks, grid: Grid, *, mode: str, backend: str, command: str, 
         f"with poly(2); {len(grid.seeds)} seeds, paired; {wall_s / 60:.1f} min on {machine}.", "",
         render_table(table), "",
         "Gap = base − method, in points, seed by seed; the interval is the paired t interval. At multiple 1 "
-        "the four SGD methods are the same run.", "",
-        render_targets(checks), "",
-        "![accuracy](accuracy.png) ![early loss](loss_early.png)", ""])
+        "the four SGD methods are the same run. A knee is the largest multiple whose gap's interval ends at "
+        f"most {KNEE_TOLERANCE:g} points above 0 (`benchmarks.batch_scaling_report.knee`).", "",
+        render_claims(checks), "",
+        "![error](error.png) ![early loss](loss_early.png)", ""])
 
 
 def machine_text() -> str:
@@ -286,20 +381,21 @@ def machine_text() -> str:
 
 def write_outputs(rows: list[dict], grid: Grid, out: Path, *, mode: str, backend: str, command: str,
                   wall_s: float) -> tuple[str, list[dict]]:
-    """Write ``results.csv`` (per run), ``summary.csv``, ``targets.csv``, ``table.md``, ``readme_table.md``,
-    ``grid.json``, the two plots and ``loss_early.csv`` into ``out``.
+    """Write ``results.csv`` (per run), ``summary.csv``, ``targets.csv`` (:func:`claims`), ``table.md``,
+    ``readme_table.md``, ``grid.json``, ``error.png``, ``loss_early.png`` and ``loss_early.csv`` into ``out``.
 
     Returns:
-        (``table.md``'s text, :func:`targets`' checks).
+        (``table.md``'s text, :func:`claims`' rows).
     """
     import pandas as pd
 
     pd.DataFrame(rows).sort_values(["multiple", "method", "seed"]).to_csv(out / "results.csv", index=False)
     table = summarise(rows)
     table.to_csv(out / "summary.csv", index=False)
-    checks = targets(rows, table)
-    pd.DataFrame(checks).to_csv(out / "targets.csv", index=False)
-    plot_accuracy(table, out)
+    checks = claims(rows, table)
+    pd.DataFrame(checks, columns=["claim", "value", "ci_low", "ci_high", "threshold", "supported", "rule"]).to_csv(
+        out / "targets.csv", index=False)
+    plot_error(table, out)
     multiple = max(r["multiple"] for r in rows)
     curves = early_losses(rows, out, multiple)
     write_early_losses(curves, multiple, out)

@@ -45,10 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``harness experiment batch-scaling``."""
     exp = sub.add_parser("experiment", help="accuracy experiments on real data")
     esub = exp.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
-    bsc = esub.add_parser("batch-scaling", help="accuracy vs global batch for six LR methods, paired over seeds "
-                                                "(Fashion-MNIST)")
+    bsc = esub.add_parser("batch-scaling", help="test error against global batch (1x-64x) for linear scaling + "
+                                                "gradual warmup and LARS, the knees, the controls; paired over "
+                                                "seeds (Fashion-MNIST)")
     bsc.add_argument("--backend", choices=BACKENDS, default="torch")
-    bsc.add_argument("--quick", action="store_true", help="a 2-epoch, 2-batch, 2-seed grid on 4096 images (tests)")
+    bsc.add_argument("--quick", action="store_true",
+                     help="a 2-epoch grid at 1x, 4x and 8x, every method at 8x, 2 seeds, on 4096 images (tests)")
     bsc.add_argument("--workers", type=int, default=1, help="k Horovod workers per run (default: 1, accumulation)")
     bsc.add_argument("--jobs", type=int, help="runs at a time (default: cores / workers)")
     bsc.add_argument("--seeds", type=int, help="seeds per configuration (default: 5, or 2 with --quick)")
@@ -56,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="epochs at every batch (default: 8; 2 with --quick); SGD ÷10 at 75%%")
     bsc.add_argument("--methods", help="comma-separated subset of the methods")
     bsc.add_argument("--complete", action="store_true",
-                     help="also linear, constant warmup and both LARS methods at 32x, no scaling at 64x (25 runs more)")
+                     help="every method at every multiple (155 runs instead of 70)")
     bsc.add_argument("--out", default="runs/batch-scaling", metavar="DIR")
     bsc.add_argument("--overwrite", action="store_true")
     bsc.set_defaults(func=batch_scaling)

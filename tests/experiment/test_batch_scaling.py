@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.batch_scaling import FULL, METHODS, QUICK, configurations, method_overrides, with_epochs
-from benchmarks.batch_scaling_report import paired_interval, render_readme, summarise, t975, targets
+from benchmarks.batch_scaling_report import claims, knee, paired_interval, render_readme, summarise, t975
 from harness.recipe import Recipe
 from tests.conftest import ROOT, worker_env
 
@@ -69,30 +69,87 @@ def test_summary_gives_paired_gaps_and_copies_the_base_for_every_sgd_method():
     assert no_scaling["gap_mean"] == pytest.approx(5.0) and no_scaling["gap_std"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_targets_report_value_interval_and_verdict():
-    rows = _rows()
-    checks = {c["check"]: c for c in targets(rows, summarise(rows))}
-    base = checks["base accuracy (%) >= 91"]
-    assert base["value"] == pytest.approx(91.0) and (base["met"], base["significant"]) == ("yes", "no")
-    control = checks["32x no-scaling gap (points) loses >= 3"]
-    assert (control["value"], control["met"], control["significant"]) == (pytest.approx(5.0), "yes", "yes")
-    gradual = checks["32x linear-gradual gap (points) within 0.5"]  # gaps 0.5, 0, 0.5: mean 1/3
-    assert gradual["value"] == pytest.approx(1 / 3) and gradual["met"] == "yes" and gradual["significant"] == "no"
-    versus = checks["32x linear-gradual minus linear (points) > 0"]  # 0.5, 0.5, 1.5
-    assert versus["value"] == pytest.approx(5 / 6) and versus["met"] == "yes"
-    assert "64x lars gap (points) within 1" not in checks  # no such runs: no verdict
+def _curve_rows():
+    """Base seeds 0-2 at 90, 91, 92%; each configuration's gaps (base − method, points) per seed below, so that
+    linear-gradual's knee is 8x (the 8x gaps' interval ends at 0.448), LARS's 16x, and every claim is known."""
+    gaps = {(4, "linear-gradual"): (0.1, 0.0, -0.1), (8, "linear-gradual"): (0.2, 0.3, 0.1),
+            (16, "linear-gradual"): (1.0, 1.2, 0.8), (32, "linear-gradual"): (2.0, 2.5, 1.5),
+            (4, "lars"): (0.0, 0.0, 0.0), (8, "lars"): (0.1, 0.1, 0.1), (16, "lars"): (0.2, 0.3, 0.1),
+            (32, "lars"): (0.6, 0.7, 0.5), (32, "no-scaling"): (5.0, 5.0, 5.0),
+            (32, "linear-constant"): (3.0, 3.5, 2.0)}
+    base = (90.0, 91.0, 92.0)
+    rows = [{"multiple": 1, "method": "linear-gradual", "seed": s, "global_batch": 32, "test_accuracy": a / 100,
+             "epochs": 8.0, "steps": 15000} for s, a in enumerate(base)]
+    for (multiple, method), values in gaps.items():
+        rows += [{"multiple": multiple, "method": method, "seed": s, "global_batch": 32 * multiple,
+                  "test_accuracy": (base[s] - g) / 100, "epochs": 8.0, "steps": 15000 // multiple}
+                 for s, g in enumerate(values)]
+    return rows
 
 
-def test_full_grid_has_five_seeds_six_methods_and_only_the_base_at_1x():
+def test_the_knee_is_the_largest_multiple_whose_gap_interval_ends_within_half_a_point():
+    table = summarise(_curve_rows())
+    eight = table[(table["multiple"] == 8) & (table["method"] == "linear-gradual")].iloc[0]
+    assert eight["gap_ci_high"] == pytest.approx(0.2 + 4.3027 * 0.1 / math.sqrt(3))  # 0.448: flat
+    assert knee(table, "linear-gradual") == 8 and knee(table, "lars") == 16
+    assert knee(table, "lars", tolerance=0.9) == 32 and knee(table, "linear-gradual", tolerance=0.3) == 4
+    assert knee(table, "no-scaling") == 1  # nothing within tolerance: the base itself
+    # not monotone: a flat multiple above one that is not still counts (the table shows both intervals)
+    bumpy = table.copy()
+    bumpy.loc[(bumpy["multiple"] == 16) & (bumpy["method"] == "lars"), "gap_ci_high"] = 0.9
+    assert knee(bumpy, "lars") == 8
+    bumpy.loc[(bumpy["multiple"] == 32) & (bumpy["method"] == "lars"), "gap_ci_high"] = 0.4
+    assert knee(bumpy, "lars") == 32
+    bumpy.loc[bumpy["method"] == "lars", "gap_ci_high"] = math.nan  # one seed: no interval, never flat
+    assert knee(bumpy, "lars") == 1
+
+
+def test_the_four_claims_with_their_paired_intervals_and_verdicts():
+    rows = _curve_rows()
+    checks = {c["claim"]: c for c in claims(rows, summarise(rows))}
+    assert list(checks) == ["1. linear-gradual knee >= 8x", "2a. lars knee > linear-gradual knee",
+                            "2b. 32x lars minus linear-gradual (points) > 0",
+                            "3. 32x linear-gradual minus linear-constant (points) > 0",
+                            "4. 32x no-scaling gap (points) >= 3"]
+    assert (checks["1. linear-gradual knee >= 8x"]["value"], checks["1. linear-gradual knee >= 8x"]["supported"]) \
+        == (8, "yes")
+    two_a = checks["2a. lars knee > linear-gradual knee"]
+    assert (two_a["value"], two_a["threshold"], two_a["supported"]) == (16, 8, "yes")
+    two_b = checks["2b. 32x lars minus linear-gradual (points) > 0"]  # per seed 1.4, 1.8, 1.0
+    assert two_b["value"] == pytest.approx(1.4) and two_b["ci_low"] == pytest.approx(1.4 - 4.3027 * 0.4 / math.sqrt(3))
+    assert two_b["supported"] == "yes"
+    three = checks["3. 32x linear-gradual minus linear-constant (points) > 0"]  # 1.0, 1.0, 0.5
+    assert three["value"] == pytest.approx(5 / 6) and three["ci_low"] > 0 and three["supported"] == "yes"
+    four = checks["4. 32x no-scaling gap (points) >= 3"]
+    assert four["value"] == pytest.approx(5.0) and four["supported"] == "yes"
+    # the same data with LARS no better than linear + gradual at 32x: 2a and 2b fail, with their numbers
+    worse = [dict(r, test_accuracy=r["test_accuracy"] - 0.02) if (r["multiple"], r["method"]) == (32, "lars")
+             else dict(r, test_accuracy=r["test_accuracy"] - 0.01) if (r["multiple"], r["method"]) == (16, "lars")
+             else r for r in rows]
+    checks = {c["claim"]: c for c in claims(worse, summarise(worse))}
+    assert checks["2a. lars knee > linear-gradual knee"]["supported"] == "no"
+    assert checks["2a. lars knee > linear-gradual knee"]["value"] == 8
+    assert checks["2b. 32x lars minus linear-gradual (points) > 0"]["value"] == pytest.approx(-0.6)
+    assert checks["2b. 32x lars minus linear-gradual (points) > 0"]["supported"] == "no"
+
+
+def test_claims_need_their_runs():
+    rows = [r for r in _curve_rows() if r["method"] in ("linear-gradual",)]
+    checks = claims(rows, summarise(rows))
+    assert [c["claim"] for c in checks] == ["1. linear-gradual knee >= 8x"]
+
+
+def test_full_grid_is_the_curve_of_two_methods_with_the_controls_where_they_matter():
     configs = configurations(FULL)
-    assert len(configs) == 5 * (1 + 2 + 5) and {c["seed"] for c in configs} == set(range(5))
+    assert FULL.multiples == (1, 4, 8, 16, 32, 64) and len(FULL.seeds) == 5
+    assert len(configs) == 5 * (1 + 2 * 5 + 3) and {c["seed"] for c in configs} == set(range(5))
     pairs = {(c["multiple"], c["method"]) for c in configs}
-    assert {(32, "no-scaling"), (32, "linear-gradual"), (64, "lars"), (64, "linear"), (64, "linear-constant")} <= pairs
-    assert pairs.isdisjoint({(32, "linear"), (32, "linear-constant"), (32, "lars"), (32, "mlperf-lars"),
-                            (64, "no-scaling")})
-    assert len(configurations(dataclasses.replace(FULL, complete=True))) == 5 * (1 + 2 * 6)
-    assert {c["method"] for c in configs} == set(METHODS)
+    assert {(m, method) for m in (4, 8, 16, 32, 64) for method in ("linear-gradual", "lars")} <= pairs
+    assert pairs - {(m, method) for m in (4, 8, 16, 32, 64) for method in ("linear-gradual", "lars")} == {
+        (1, "linear-gradual"), (32, "no-scaling"), (32, "linear-constant"), (64, "linear-constant")}
+    assert len(configurations(dataclasses.replace(FULL, complete=True))) == 5 * (1 + 5 * 6)
     assert {c["method"] for c in configs if c["multiple"] == 1} == {"linear-gradual"}
+    assert len(configurations(FULL, methods=("lars",))) == 5 * (1 + 5)  # the base, and only what was asked for
     assert FULL.epochs * 0.75 == FULL.milestones[0]
 
 
@@ -128,17 +185,21 @@ def _lr_trace(run_dir: Path) -> np.ndarray:
 @pytest.mark.slow
 def test_quick_grid_writes_every_file(quick):
     results = pd.read_csv(quick / "results.csv")
-    assert len(results) == len(configurations(QUICK)) == 2 * (1 + 6)
+    assert len(results) == len(configurations(QUICK)) == 2 * (1 + 2 + 6)
     table = pd.read_csv(quick / "summary.csv")
-    assert sorted(table["global_batch"].unique()) == [32, 256] and len(table) == 4 + 6
+    assert sorted(table["global_batch"].unique()) == [32, 128, 256] and len(table) == 4 + 2 + 6
     assert (table["seeds"] == 2).all() and table["accuracy_mean"].between(10, 100).all()
     assert table[table["multiple"] == 8]["gap_ci_low"].notna().all()
     assert (quick / "readme_table.md").read_text() == render_readme(quick)
     text = (quick / "table.md").read_text()
     assert "one process, gradient accumulation" in text and "harness experiment batch-scaling --quick" in text
-    for png in ("accuracy.png", "loss_early.png"):
+    for png in ("error.png", "loss_early.png"):
         assert (quick / png).read_bytes()[:4] == b"\x89PNG"
-    assert len(pd.read_csv(quick / "targets.csv")) >= 3
+    claimed = pd.read_csv(quick / "targets.csv")
+    assert list(claimed["claim"]) == ["1. linear-gradual knee >= 8x", "2a. lars knee > linear-gradual knee",
+                                      "2b. 8x lars minus linear-gradual (points) > 0",
+                                      "3 (beside it). 8x linear-gradual minus linear-constant (points) > 0"]
+    assert set(claimed["supported"]) <= {"yes", "no"}
     early = pd.read_csv(quick / "loss_early.csv")
     assert set(early["method"]) == set(METHODS) and (early["multiple"] == 8).all()
     assert early["epoch"].max() < 2.0 and early["loss_mean"].gt(0).all()
