@@ -314,16 +314,6 @@ def render_table(table) -> str:
     return "\n".join(lines)
 
 
-def render_targets(checks) -> str:
-    """The earlier two-multiple grid's checks as a Markdown table (value, paired 95% interval, verdict): the
-    format of the committed ``results/batch-scaling/targets.csv`` until the curve grid replaces it."""
-    lines = ["| check | value | 95% CI | met | CI clear of the threshold |", "|:--|--:|:--|:--|:--|"]
-    for c in checks:
-        lines.append(f"| {c['check']} | {c['value']:.2f} | {_interval(c['ci_low'], c['ci_high'])} | {c['met']} "
-                     f"| {c['significant']} |")
-    return "\n".join(lines)
-
-
 def render_claims(checks: list[dict]) -> str:
     """The claims as a Markdown table: value (a knee, or a difference in points), paired 95% interval,
     threshold, verdict, and how it was read."""
@@ -338,15 +328,12 @@ def render_claims(checks: list[dict]) -> str:
 
 def render_readme(out: Path) -> str:
     """The README fragment, from ``out/summary.csv`` and ``out/targets.csv`` alone (so it can be checked
-    against the committed CSV files). A ``targets.csv`` of claims (``claim`` column) renders with
-    :func:`render_claims`; one of the earlier two-multiple grid's checks (``check``) with
-    :func:`render_targets`."""
+    against the committed CSV files)."""
     import pandas as pd
 
     table = pd.read_csv(out / "summary.csv")
     checks = pd.read_csv(out / "targets.csv").to_dict("records")
-    rendered = render_claims(checks) if checks and "claim" in checks[0] else render_targets(checks)
-    return "\n".join([render_table(table), "", rendered, ""])
+    return "\n".join([render_table(table), "", render_claims(checks), ""])
 
 
 def render(table, checks, grid: Grid, *, mode: str, backend: str, command: str, wall_s: float, machine: str) -> str:
