@@ -1,4 +1,4 @@
-"""``harness experiment batch-scaling``: the papers' tables in miniature (see :mod:`benchmarks.batch_scaling`)."""
+"""``harness experiment batch-scaling``: error against global batch and its knee, as the papers show it (see :mod:`benchmarks.batch_scaling`)."""
 
 from __future__ import annotations
 
