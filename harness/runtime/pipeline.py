@@ -24,6 +24,7 @@ import collections
 import concurrent.futures
 import ctypes
 import itertools
+import math
 import mmap
 import multiprocessing
 import os
@@ -31,6 +32,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,8 +76,7 @@ class Decoder:
             BadImageError: an image that cannot be read or decoded, unless ``skip_bad``.
         """
         t0, catalog, labels, skipped = time.perf_counter(), self.catalogs[split], [], []
-        s, c = self.augment.image_size, self.augment.channels
-        x = np.empty((len(indices), s, s, c), np.uint8) if out is None else out
+        x = np.empty(_chunk_shape(self.augment, len(indices)), np.uint8) if out is None else out
         for i in indices:
             i = int(i)
             name = catalog.sample_name(i)
@@ -113,6 +114,16 @@ def _start_worker(decoder: Decoder, parent: int) -> None:
     _WORKER = decoder
 
 
+def _chunk_shape(augment: Augment, count: int) -> tuple[int, int, int, int]:
+    """(count, S, S, C): ``count`` decoded images."""
+    return count, augment.image_size, augment.image_size, augment.channels
+
+
+def _view(buffer, shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 images of ``shape`` viewing the start of a shared buffer (no copy)."""
+    return np.frombuffer(buffer, np.uint8, math.prod(shape)).reshape(shape)
+
+
 def _decode_chunk(split: str, epoch: int, indices: np.ndarray, slot: tuple[int, int, int, int] | None = None):
     """A worker's task: decode ``indices``, into the shared slot (parent pid, fd, id, bytes) when given."""
     out = None
@@ -121,12 +132,20 @@ def _decode_chunk(split: str, epoch: int, indices: np.ndarray, slot: tuple[int, 
         if key not in _MAPPED:  # mapped once per slot, then reused for every chunk it carries
             with open(f"/proc/{parent}/fd/{fd}", "r+b") as f:
                 _MAPPED[key] = mmap.mmap(f.fileno(), nbytes)
-        s, c = _WORKER.augment.image_size, _WORKER.augment.channels
-        out = np.frombuffer(_MAPPED[key], np.uint8, len(indices) * s * s * c).reshape(len(indices), s, s, c)
+        out = _view(_MAPPED[key], _chunk_shape(_WORKER.augment, len(indices)))
     return _WORKER.chunk(split, epoch, indices, out)
 
 
 _MAPPED: dict[int, mmap.mmap] = {}  # a decode worker's view of the rank's shared slots, by slot id
+
+
+class Slot(NamedTuple):
+    """One shared buffer: its size, the rank's descriptor, an id unique in the rank, the rank's map."""
+
+    nbytes: int
+    fd: int
+    key: int
+    mapped: mmap.mmap
 
 
 class SharedSlots:
@@ -139,36 +158,36 @@ class SharedSlots:
     _ids = itertools.count()
 
     def __init__(self):
-        self.free: list[tuple[int, int, int, mmap.mmap]] = []  # (bytes, fd, id, the rank's map)
-        self.made: list[tuple[int, int, int, mmap.mmap]] = []
+        self.free: list[Slot] = []
+        self.made: list[Slot] = []
         self.lock = threading.Lock()  # taken by the submitting thread, given back by the collector
 
     @staticmethod
     def supported() -> bool:
         return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
 
-    def take(self, nbytes: int) -> tuple[int, int, int, mmap.mmap]:
+    def take(self, nbytes: int) -> Slot:
         """A free buffer of at least ``nbytes`` bytes (a new one when none is)."""
         with self.lock:
             for j, slot in enumerate(self.free):
-                if slot[0] >= nbytes:
+                if slot.nbytes >= nbytes:
                     return self.free.pop(j)
         nbytes = max(nbytes, mmap.PAGESIZE)
         fd = os.memfd_create("harness-decoded", os.MFD_CLOEXEC)
         os.ftruncate(fd, nbytes)
-        slot = (nbytes, fd, next(self._ids), mmap.mmap(fd, nbytes))
+        slot = Slot(nbytes, fd, next(self._ids), mmap.mmap(fd, nbytes))
         self.made.append(slot)
         return slot
 
-    def give(self, slot: tuple[int, int, int, mmap.mmap]) -> None:
+    def give(self, slot: Slot) -> None:
         with self.lock:
             self.free.append(slot)
 
     def close(self) -> None:
         """Unmap and close every buffer (the workers must be gone: their maps keep the memory alive)."""
-        for _, fd, _, mapped in self.made:
-            mapped.close()
-            os.close(fd)
+        for slot in self.made:
+            slot.mapped.close()
+            os.close(slot.fd)
         self.free, self.made = [], []
 
 
@@ -306,13 +325,10 @@ class ImageSource:
     def _submit(self, split, epoch, chunk):
         if self._pool is None:
             return self.decoder.chunk(split, epoch, chunk)  # decoded now, in this process
-        slot = None
-        if self._slots is not None:
-            s, c = self.augment.image_size, self.augment.channels
-            slot = self._slots.take(len(chunk) * s * s * c)
+        slot = None if self._slots is None else self._slots.take(math.prod(_chunk_shape(self.augment, len(chunk))))
         try:
             future = self._pool.submit(_decode_chunk, split, epoch, chunk,
-                                       None if slot is None else (os.getpid(), *slot[1:3], slot[0]))
+                                       None if slot is None else (os.getpid(), slot.fd, slot.key, slot.nbytes))
         except concurrent.futures.process.BrokenProcessPool:
             raise self._died() from None
         future.slot = slot
@@ -331,8 +347,7 @@ class ImageSource:
                 self._slots.give(slot)
             raise
         if slot is not None:
-            s, c = self.augment.image_size, self.augment.channels
-            x = np.frombuffer(slot[3], np.uint8, len(y) * s * s * c).reshape(len(y), s, s, c)
+            x = _view(slot.mapped, _chunk_shape(self.augment, len(y)))
         return x, y, skipped, seconds, slot
 
     def _died(self) -> DecodeWorkerDied:
