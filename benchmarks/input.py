@@ -79,7 +79,7 @@ class InputBench:
                               fields=("pipelines",))
 
 
-def open_training_images(dataset: str, image_size: int, jpeg_decoder: str = "window"):
+def open_training_images(dataset: str, image_size: int):
     """(train catalog, augment) of ``dataset`` for measuring: crops of ``image_size``.
 
     Raises:
@@ -88,7 +88,7 @@ def open_training_images(dataset: str, image_size: int, jpeg_decoder: str = "win
     from harness.runtime.images import Augment, infer_channels, is_shard_pattern, open_folder, open_shards
 
     train, _ = (open_shards if is_shard_pattern(dataset) else open_folder)(dataset)
-    return train, Augment(image_size=image_size, channels=infer_channels(train), jpeg_decoder=jpeg_decoder)
+    return train, Augment(image_size=image_size, channels=infer_channels(train))
 
 
 def measure_harness(catalog, augment, *, workers: int, images: int, seed: int = 0) -> dict:
