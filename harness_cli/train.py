@@ -63,7 +63,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluation centre crop's side over the short side (default 0.875 = 224/256)")
     g.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips in training")
     g.add_argument("--jpeg-decoder", choices=("window", "pillow"), default="window",
-                   help="window: decode only each crop's window of a JPEG (libjpeg-turbo), then bilinear; "
+                   help="window: decode only each crop's window of a JPEG (libjpeg-turbo), the same pixels; "
                         "pillow: Pillow's full decode and antialiased resize (default: %(default)s)")
     p.add_argument("--per-worker-batch", type=int, help="n, images per worker per step (default: the recipe's)")
     p.add_argument("--epochs", type=float, help="training epochs (default: the recipe's)")

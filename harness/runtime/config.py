@@ -45,7 +45,7 @@ class DataConfig:
         eval_crop_fraction: images: the evaluation centre crop's side over the short side.
         flip: images: random horizontal flips in training (p = 0.5).
         jpeg_decoder: images: ``"window"`` (decode only the crop's window, libjpeg-turbo's region and
-            scaled decode, then bilinear resampling: :mod:`harness.runtime.jpeg`) or ``"pillow"``
+            scaled decode, then Pillow's antialiased resampling re-done in C: :mod:`harness.runtime.jpeg`) or ``"pillow"``
             (Pillow's full decode and antialiased resize, as torchvision). PNGs are always Pillow's.
     """
 

@@ -305,9 +305,9 @@ class Augment:
         min_crop_area: the smallest window, as a fraction of the image's area (0.08 in the papers).
         eval_crop_fraction: the evaluation window's side over the short side (0.875 = 224/256).
         flip: random horizontal flips in training.
-        jpeg_decoder: ``"window"``: a JPEG's window decoded alone and resampled bilinearly
-            (:func:`harness.runtime.jpeg.decode_window`, where it is installed); ``"pillow"``: every
-            image decoded whole by Pillow and resized with its antialiased bilinear filter.
+        jpeg_decoder: ``"window"``: a JPEG's window decoded alone and resampled with Pillow's
+            antialiased bilinear filter, re-done in C (:func:`harness.runtime.jpeg.decode_window`, where it
+            is installed); ``"pillow"``: every image decoded whole by Pillow and resized by Pillow.
     """
 
     image_size: int = 224
@@ -330,8 +330,8 @@ def decode(data: bytes, name: str, augment: Augment, *, train: bool, seed: int, 
     S × S in one resampling, then flipped when drawn.
 
     With ``augment.jpeg_decoder == "window"`` a JPEG is decoded window-only where the compiled region
-    decoder is installed (:func:`harness.runtime.jpeg.decode_window`: scaled inverse DCT, then
-    bilinear). Anything else (a PNG, a JPEG it does not take, ``"pillow"``) is decoded whole by Pillow
+    decoder is installed (:func:`harness.runtime.jpeg.decode_window`: the same pixels at full scale,
+    a scaled inverse DCT first for windows at least twice S). Anything else (a PNG, a JPEG it does not take, ``"pillow"``) is decoded whole by Pillow
     and resized with its antialiased bilinear filter.
 
     Raises:
